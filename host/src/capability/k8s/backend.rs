@@ -1,0 +1,59 @@
+//! The cluster behind the k8s capability: a real one (kube-rs) or the
+//! simulated one. Backends are only ever called after the policy check.
+
+use crate::bindings::k8s::{Deployment, Event, ObjectRef, Pod, Revision};
+use crate::bindings::types::Error;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::NotFound(_) | BackendError::Failed(_) => Error::Failed(e.to_string()),
+            BackendError::Invalid(m) => Error::InvalidInput(m),
+            BackendError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+/// The operations of `wit/k8s.wit`, unchecked: callers check policy first.
+#[async_trait::async_trait]
+pub trait ClusterBackend: Send + Sync {
+    async fn get_deployment(&self, ns: &str, name: &str) -> Result<Deployment, BackendError>;
+    async fn list_deployments(&self, ns: &str) -> Result<Vec<Deployment>, BackendError>;
+    async fn list_pods(&self, ns: &str, selector: Option<&str>) -> Result<Vec<Pod>, BackendError>;
+    async fn rollout_history(&self, ns: &str, name: &str) -> Result<Vec<Revision>, BackendError>;
+    async fn list_events(&self, ns: &str, object: Option<&str>) -> Result<Vec<Event>, BackendError>;
+    async fn scale_deployment(&self, ns: &str, name: &str, replicas: u32) -> Result<Deployment, BackendError>;
+    async fn rollback_deployment(&self, ns: &str, name: &str, to: Option<u64>) -> Result<Deployment, BackendError>;
+    async fn delete_pods(&self, ns: &str, names: &[String]) -> Result<u32, BackendError>;
+    async fn annotate(&self, target: &ObjectRef, annotations: &[(String, String)]) -> Result<(), BackendError>;
+}
+
+/// Parses an equality-only label selector ("a=b,c=d").
+pub fn parse_selector(selector: &str) -> Result<Vec<(String, String)>, BackendError> {
+    selector
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|term| {
+            let (k, v) = term
+                .split_once("==")
+                .or_else(|| term.split_once('='))
+                .ok_or_else(|| BackendError::Invalid(format!("label selector term {term:?}: only key=value is supported")))?;
+            if k.contains('!') {
+                return Err(BackendError::Invalid(format!("label selector term {term:?}: only key=value is supported")));
+            }
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! The k8s grant and its checks: plain functions on typed values.
+
+use crate::capability::Denied;
+use serde::Deserialize;
+
+/// One kind of k8s operation, as granted in policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// get/list deployments, pods, rollout history, events.
+    Read,
+    Scale,
+    Rollback,
+    /// Restart by deleting pods.
+    DeletePods,
+    Annotate,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Scale => "scale",
+            Operation::Rollback => "rollback",
+            Operation::DeletePods => "delete-pods",
+            Operation::Annotate => "annotate",
+        }
+    }
+}
+
+/// A Kubernetes namespace name (RFC 1123 label), checked when read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Namespace {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(Namespace(s))
+        } else {
+            Err(format!(
+                "invalid namespace {s:?}: expected a lower-case RFC 1123 label (wildcards are not supported: list namespaces explicitly)"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Namespace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Namespace::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[grants.k8s]` in a policy.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sGrant {
+    /// Namespaces the plugin may touch at all.
+    pub namespaces: Vec<Namespace>,
+    pub operations: Vec<Operation>,
+    /// Ceiling for `scale-deployment`. Required when `scale` is granted.
+    #[serde(default)]
+    pub max_replicas: u32,
+    /// Most pods one `delete-pods` call may name.
+    #[serde(default = "default_max_pods")]
+    pub max_pods_per_action: u32,
+    /// Object kinds `annotate` may touch, e.g. ["Certificate"].
+    #[serde(default)]
+    pub annotate_kinds: Vec<String>,
+}
+
+fn default_max_pods() -> u32 {
+    1
+}
+
+/// `[requests.k8s]` in a manifest: the operations the plugin needs, and
+/// optionally the namespaces it is meant for.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sRequest {
+    pub operations: Vec<Operation>,
+    #[serde(default)]
+    pub namespaces: Option<Vec<Namespace>>,
+}
+
+impl K8sGrant {
+    /// Narrow the grant to what the plugin requested.
+    pub fn narrow(&self, request: &K8sRequest) -> K8sGrant {
+        let mut narrowed = self.clone();
+        narrowed.operations.retain(|op| request.operations.contains(op));
+        if let Some(wanted) = &request.namespaces {
+            narrowed.namespaces.retain(|ns| wanted.contains(ns));
+        }
+        narrowed
+    }
+
+    fn allows_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|ns| ns.as_str() == namespace)
+    }
+
+    fn require(&self, op: Operation, namespace: &str) -> Result<(), Denied> {
+        if !self.operations.contains(&op) {
+            return Err(Denied(format!(
+                "k8s operation `{}` is not granted to this plugin",
+                op.name()
+            )));
+        }
+        if !self.allows_namespace(namespace) {
+            let granted: Vec<&str> = self.namespaces.iter().map(Namespace::as_str).collect();
+            return Err(Denied(format!(
+                "namespace `{namespace}` is not granted (granted: {})",
+                if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub fn check_read(grant: &K8sGrant, namespace: &str) -> Result<(), Denied> {
+    grant.require(Operation::Read, namespace)
+}
+
+pub fn check_scale(grant: &K8sGrant, namespace: &str, replicas: u32) -> Result<(), Denied> {
+    grant.require(Operation::Scale, namespace)?;
+    if replicas > grant.max_replicas {
+        return Err(Denied(format!(
+            "{replicas} replicas is above the grant's max_replicas ({})",
+            grant.max_replicas
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_rollback(grant: &K8sGrant, namespace: &str) -> Result<(), Denied> {
+    grant.require(Operation::Rollback, namespace)
+}
+
+pub fn check_delete_pods(grant: &K8sGrant, namespace: &str, count: usize) -> Result<(), Denied> {
+    grant.require(Operation::DeletePods, namespace)?;
+    if count == 0 {
+        return Err(Denied("delete-pods names no pods".into()));
+    }
+    if count > grant.max_pods_per_action as usize {
+        return Err(Denied(format!(
+            "{count} pods in one action is above the grant's max_pods_per_action ({})",
+            grant.max_pods_per_action
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_annotate(grant: &K8sGrant, namespace: &str, kind: &str) -> Result<(), Denied> {
+    grant.require(Operation::Annotate, namespace)?;
+    if !grant.annotate_kinds.iter().any(|k| k == kind) {
+        return Err(Denied(format!(
+            "annotating kind `{kind}` is not granted (annotate_kinds: {:?})",
+            grant.annotate_kinds
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> K8sGrant {
+        K8sGrant {
+            namespaces: vec![Namespace("payments".into())],
+            operations: vec![Operation::Read, Operation::Scale, Operation::DeletePods],
+            max_replicas: 10,
+            max_pods_per_action: 2,
+            annotate_kinds: vec![],
+        }
+    }
+
+    #[test]
+    fn namespace_outside_the_grant_is_denied() {
+        assert!(check_read(&grant(), "payments").is_ok());
+        let err = check_read(&grant(), "kube-system");
+        assert!(matches!(err, Err(Denied(r)) if r.contains("kube-system") && r.contains("payments")));
+    }
+
+    #[test]
+    fn operation_not_granted_is_denied() {
+        let err = check_rollback(&grant(), "payments");
+        assert!(matches!(err, Err(Denied(r)) if r.contains("rollback")));
+        assert!(check_annotate(&grant(), "payments", "Certificate").is_err());
+    }
+
+    #[test]
+    fn replica_ceiling_is_inclusive() {
+        assert!(check_scale(&grant(), "payments", 10).is_ok());
+        assert!(check_scale(&grant(), "payments", 0).is_ok());
+        assert!(check_scale(&grant(), "payments", 11).is_err());
+    }
+
+    #[test]
+    fn pod_count_bounds() {
+        assert!(check_delete_pods(&grant(), "payments", 2).is_ok());
+        assert!(check_delete_pods(&grant(), "payments", 3).is_err());
+        assert!(check_delete_pods(&grant(), "payments", 0).is_err());
+    }
+
+    #[test]
+    fn narrowing_intersects_operations_and_namespaces() {
+        let request = K8sRequest {
+            operations: vec![Operation::Read, Operation::Rollback],
+            namespaces: Some(vec![Namespace("other".into())]),
+        };
+        let n = grant().narrow(&request);
+        assert_eq!(n.operations, vec![Operation::Read]);
+        assert!(n.namespaces.is_empty());
+    }
+
+    #[test]
+    fn namespaces_are_validated() {
+        assert!(Namespace::try_from("payments".to_string()).is_ok());
+        assert!(Namespace::try_from("*".to_string()).is_err());
+        assert!(Namespace::try_from("Kube_System".to_string()).is_err());
+        assert!(Namespace::try_from(String::new()).is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! The `k8s` capability: typed Kubernetes operations behind a grant.
+//!
+//! A plugin never sees a kubeconfig or a token: it calls typed functions
+//! (`wit/k8s.wit`), and every call is checked here, on its typed arguments,
+//! before any backend is touched — namespace, operation, replica ceiling, pod
+//! count. A refused call returns `error.denied` with the reason and leaves the
+//! cluster untouched. Backends (a real cluster through kube-rs, or the
+//! simulated cluster) sit behind [`ClusterBackend`].
+
+mod backend;
+mod grant;
+pub mod kube_backend;
+pub mod sim;
+
+pub use backend::{BackendError, ClusterBackend};
+pub use grant::{
+    K8sGrant, K8sRequest, Namespace, Operation, check_annotate, check_delete_pods, check_read,
+    check_rollback, check_scale,
+};
+
+use super::{CallMode, Capability, Denied, Recorder, Verdict};
+use crate::bindings::k8s::{Deployment, Event, Host, ObjectRef, Pod, Revision};
+use crate::bindings::types::{Error, Pair};
+use std::sync::Arc;
+
+/// Per-call state of the k8s capability.
+pub struct K8sCapability {
+    pub grant: K8sGrant,
+    pub backend: Arc<dyn ClusterBackend>,
+    pub mode: CallMode,
+    pub recorder: Recorder,
+}
+
+impl K8sCapability {
+    /// Runs the policy check, records the verdict, and only then the backend.
+    async fn guarded<T, F>(
+        &self,
+        operation: &str,
+        target: String,
+        check: Result<(), Denied>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, BackendError>>,
+    {
+        let check = check.and_then(|()| self.check_mode(operation));
+        if let Err(denied) = check {
+            self.recorder.record(
+                Capability::K8s,
+                operation,
+                &target,
+                Verdict::Denied(denied.0.clone()),
+            );
+            return Err(denied.into());
+        }
+        match call.await {
+            Ok(v) => {
+                self.recorder
+                    .record(Capability::K8s, operation, &target, Verdict::Allowed);
+                Ok(v)
+            }
+            Err(e) => {
+                self.recorder.record(
+                    Capability::K8s,
+                    operation,
+                    &target,
+                    Verdict::Failed(e.to_string()),
+                );
+                Err(e.into())
+            }
+        }
+    }
+
+    fn check_mode(&self, operation: &str) -> Result<(), Denied> {
+        let mutating = operation != "read";
+        if mutating && self.mode == CallMode::ReadOnly {
+            return Err(Denied(format!(
+                "`{operation}` changes the cluster, and this call is read-only (describe, plan and gather never mutate)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Host for K8sCapability {
+    async fn get_deployment(&mut self, namespace: String, name: String) -> Result<Deployment, Error> {
+        let target = format!("deployment {namespace}/{name}");
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded("read", target, check, backend.get_deployment(&namespace, &name))
+            .await
+    }
+
+    async fn list_deployments(&mut self, namespace: String) -> Result<Vec<Deployment>, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded("read", format!("deployments in {namespace}"), check, backend.list_deployments(&namespace))
+            .await
+    }
+
+    async fn list_pods(
+        &mut self,
+        namespace: String,
+        label_selector: Option<String>,
+    ) -> Result<Vec<Pod>, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "read",
+            format!("pods in {namespace}"),
+            check,
+            backend.list_pods(&namespace, label_selector.as_deref()),
+        )
+        .await
+    }
+
+    async fn rollout_history(&mut self, namespace: String, deployment: String) -> Result<Vec<Revision>, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "read",
+            format!("rollout history of {namespace}/{deployment}"),
+            check,
+            backend.rollout_history(&namespace, &deployment),
+        )
+        .await
+    }
+
+    async fn list_events(&mut self, namespace: String, object_name: Option<String>) -> Result<Vec<Event>, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "read",
+            format!("events in {namespace}"),
+            check,
+            backend.list_events(&namespace, object_name.as_deref()),
+        )
+        .await
+    }
+
+    async fn scale_deployment(&mut self, namespace: String, name: String, replicas: u32) -> Result<Deployment, Error> {
+        let check = check_scale(&self.grant, &namespace, replicas);
+        let backend = self.backend.clone();
+        self.guarded(
+            "scale",
+            format!("deployment {namespace}/{name} to {replicas} replicas"),
+            check,
+            backend.scale_deployment(&namespace, &name, replicas),
+        )
+        .await
+    }
+
+    async fn rollback_deployment(
+        &mut self,
+        namespace: String,
+        name: String,
+        to_revision: Option<u64>,
+    ) -> Result<Deployment, Error> {
+        let check = check_rollback(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        let to = to_revision.map_or("previous revision".to_string(), |r| format!("revision {r}"));
+        self.guarded(
+            "rollback",
+            format!("deployment {namespace}/{name} to {to}"),
+            check,
+            backend.rollback_deployment(&namespace, &name, to_revision),
+        )
+        .await
+    }
+
+    async fn delete_pods(&mut self, namespace: String, names: Vec<String>) -> Result<u32, Error> {
+        let check = check_delete_pods(&self.grant, &namespace, names.len());
+        let backend = self.backend.clone();
+        let target = format!("{} pod(s) in {namespace}: {}", names.len(), names.join(", "));
+        self.guarded("delete-pods", target, check, backend.delete_pods(&namespace, &names))
+            .await
+    }
+
+    async fn annotate(&mut self, target: ObjectRef, annotations: Vec<Pair>) -> Result<(), Error> {
+        let check = check_annotate(&self.grant, &target.namespace, &target.kind);
+        let backend = self.backend.clone();
+        let what = format!("{} {}/{}", target.kind, target.namespace, target.name);
+        let pairs: Vec<(String, String)> = annotations.into_iter().map(|p| (p.key, p.value)).collect();
+        self.guarded("annotate", what, check, backend.annotate(&target, &pairs))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::k8s::Host;
+
+    fn capability(grant: &str, mode: CallMode) -> Option<(K8sCapability, Arc<sim::SimulatedCluster>)> {
+        let grant: K8sGrant = toml::from_str(grant).ok()?;
+        let cluster = Arc::new(sim::SimulatedCluster::demo());
+        Some((
+            K8sCapability {
+                grant,
+                backend: cluster.clone(),
+                mode,
+                recorder: Recorder::default(),
+            },
+            cluster,
+        ))
+    }
+
+    const NARROW: &str = r#"namespaces = ["checkout"]
+operations = ["read"]
+max_replicas = 5
+"#;
+    const WIDE: &str = r#"namespaces = ["payments"]
+operations = ["read", "scale", "rollback", "delete-pods"]
+max_replicas = 10
+max_pods_per_action = 2
+"#;
+
+    #[tokio::test]
+    async fn scale_is_denied_without_a_grant_then_allowed_with_one() {
+        let Some((mut denied, cluster)) = capability(NARROW, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let r = denied.scale_deployment("payments".into(), "payment-api".into(), 4).await;
+        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("payments")), "{r:?}");
+        let d = cluster.deployment("payments", "payment-api");
+        assert_eq!(d.map(|d| d.replicas), Some(3), "no side effect");
+
+        let Some((mut allowed, cluster)) = capability(WIDE, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let r = allowed.scale_deployment("payments".into(), "payment-api".into(), 4).await;
+        assert_eq!(r.ok().map(|d| d.replicas), Some(4));
+        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(4));
+    }
+
+    #[tokio::test]
+    async fn replicas_above_the_ceiling_are_denied() {
+        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let r = cap.scale_deployment("payments".into(), "payment-api".into(), 11).await;
+        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_replicas")), "{r:?}");
+        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3));
+        let calls = cap.recorder.take();
+        assert!(matches!(calls.as_slice(), [c] if matches!(c.verdict, Verdict::Denied(_))));
+    }
+
+    #[tokio::test]
+    async fn too_many_pods_in_one_action_are_denied() {
+        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let pods: Vec<String> = cluster.pod_names("payments");
+        assert!(pods.len() >= 3);
+        let r = cap.delete_pods("payments".into(), pods.clone()).await;
+        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_pods_per_action")), "{r:?}");
+        assert_eq!(cluster.pod_names("payments"), pods, "no pod deleted");
+        let r = cap.delete_pods("payments".into(), pods[..2].to_vec()).await;
+        assert_eq!(r.ok(), Some(2));
+        assert_ne!(cluster.pod_names("payments"), pods);
+    }
+
+    #[tokio::test]
+    async fn read_only_calls_cannot_mutate_even_with_a_grant() {
+        let Some((mut cap, cluster)) = capability(WIDE, CallMode::ReadOnly) else {
+            unreachable!("grant parses")
+        };
+        let r = cap.rollback_deployment("payments".into(), "payment-api".into(), None).await;
+        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("read-only")), "{r:?}");
+        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.revision), Some(2));
+        assert!(cap.get_deployment("payments".into(), "payment-api".into()).await.is_ok());
+    }
+}

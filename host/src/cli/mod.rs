@@ -1,0 +1,92 @@
+//! Subcommands. Each prints for a person by default and JSON with `--json`.
+
+mod plugin_cmd;
+mod policy_cmd;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use runwarden::capability::k8s::sim::SimulatedCluster;
+use runwarden::capability::k8s::{ClusterBackend, kube_backend::KubeBackend};
+use runwarden::capability::secrets::EnvSecretStore;
+use runwarden::sandbox::cache::CompileCache;
+use runwarden::sandbox::state::HostServices;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "runwarden", version, about = "On-call incident response with capability-scoped WebAssembly plugins")]
+pub struct Cli {
+    /// Directory of plugin policies.
+    #[arg(long, global = true, default_value = "policies", env = "RUNWARDEN_POLICIES")]
+    policies: PathBuf,
+    /// Where compiled components are cached ("off" disables the cache).
+    #[arg(long, global = true, default_value = ".runwarden/cache", env = "RUNWARDEN_CACHE_DIR")]
+    cache_dir: String,
+    /// Cluster backend: "sim" (the embedded demo cluster), "sim:FILE" (a
+    /// simulated cluster from a JSON state file) or "kube" (a real cluster via
+    /// KUBECONFIG or the in-cluster service account).
+    #[arg(long, global = true, default_value = "sim", env = "RUNWARDEN_CLUSTER")]
+    cluster: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect, list and call plugins.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+    /// Validate policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
+        Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
+    }
+}
+
+impl Cli {
+    fn cache(&self) -> CompileCache {
+        if self.cache_dir == "off" {
+            CompileCache::disabled()
+        } else {
+            CompileCache::at(&self.cache_dir)
+        }
+    }
+
+    /// The cluster backend and, for a simulated one, a handle to save it.
+    async fn cluster(&self) -> anyhow::Result<(Arc<dyn ClusterBackend>, Option<Arc<SimulatedCluster>>)> {
+        match self.cluster.as_str() {
+            "sim" => {
+                let sim = Arc::new(SimulatedCluster::demo());
+                Ok((sim.clone(), Some(sim)))
+            }
+            "kube" => Ok((Arc::new(KubeBackend::connect().await?), None)),
+            other => {
+                let path = other
+                    .strip_prefix("sim:")
+                    .with_context(|| format!("--cluster {other:?}: expected sim, sim:FILE or kube"))?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("--cluster: cannot read {path}"))?;
+                let sim = Arc::new(
+                    SimulatedCluster::from_json(&text).with_context(|| format!("--cluster: {path} is not a cluster state"))?,
+                );
+                Ok((sim.clone(), Some(sim)))
+            }
+        }
+    }
+
+    async fn services(&self) -> anyhow::Result<(HostServices, Option<Arc<SimulatedCluster>>)> {
+        let (cluster, sim) = self.cluster().await?;
+        Ok((
+            HostServices {
+                cluster,
+                secrets: Arc::new(EnvSecretStore::from_env()),
+            },
+            sim,
+        ))
+    }
+}

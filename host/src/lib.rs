@@ -1,0 +1,12 @@
+//! runwarden: an on-call incident-response agent whose tools and context
+//! sources are WebAssembly components, each granted only what its policy
+//! allows. See `ARCHITECTURE.md` for the parts and how an alert flows.
+
+pub mod bindings;
+pub mod capability;
+pub mod inspect;
+pub mod plugin;
+pub mod policy;
+pub mod registry;
+pub mod sandbox;
+pub mod toolcall;

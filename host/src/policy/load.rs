@@ -1,0 +1,301 @@
+//! Reading policy and manifest files, and refusing anything that does not check.
+
+use super::{Manifest, PolicyFile, Sha256Hex};
+use crate::capability::Grants;
+use std::path::{Path, PathBuf};
+
+/// Why a policy could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or a value did not validate; `message` comes
+    /// from the TOML parser and names the line, column and field.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    #[error(
+        "{policy}: component {component} has sha256 {actual}, but the policy pins {expected}; refusing to load"
+    )]
+    DigestMismatch {
+        policy: PathBuf,
+        component: PathBuf,
+        expected: Sha256Hex,
+        actual: Sha256Hex,
+    },
+}
+
+/// A policy with its manifest and the component bytes it pins, all checked.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub path: PathBuf,
+    pub file: PolicyFile,
+    pub manifest: Manifest,
+    pub component_path: PathBuf,
+    /// The component's bytes, already checked against the pinned digest.
+    pub component: Vec<u8>,
+    /// What the plugin may actually use: requested AND granted.
+    pub effective: Grants,
+}
+
+impl LoadedPolicy {
+    pub fn name(&self) -> &str {
+        self.file.plugin.name.as_str()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    std::fs::read(path).map_err(|source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PolicyError> {
+    let bytes = read(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| PolicyError::Parse {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| PolicyError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Parses a policy file without touching the component (for reviewers).
+pub fn parse_policy(path: &Path) -> Result<PolicyFile, PolicyError> {
+    parse_toml(path)
+}
+
+/// Parses a manifest file.
+pub fn parse_manifest(path: &Path) -> Result<Manifest, PolicyError> {
+    parse_toml(path)
+}
+
+/// Loads one policy: parses it and its manifest, checks that they agree,
+/// reads the component and checks its digest.
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
+    let file = parse_policy(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let manifest_path = base.join(&file.plugin.manifest);
+    let manifest = parse_manifest(&manifest_path)?;
+    if manifest.plugin.name != file.plugin.name {
+        return Err(PolicyError::Invalid {
+            path: path.to_path_buf(),
+            field: "plugin.name".into(),
+            reason: format!(
+                "policy is for `{}` but the manifest {} declares `{}`",
+                file.plugin.name,
+                manifest_path.display(),
+                manifest.plugin.name
+            ),
+        });
+    }
+    let component_path = base.join(&file.plugin.component);
+    let component = read(&component_path)?;
+    let actual = Sha256Hex::of(&component);
+    if actual != file.plugin.sha256 {
+        return Err(PolicyError::DigestMismatch {
+            policy: path.to_path_buf(),
+            component: component_path,
+            expected: file.plugin.sha256.clone(),
+            actual,
+        });
+    }
+    let effective = file.grants.effective(&manifest.requests);
+    Ok(LoadedPolicy {
+        path: path.to_path_buf(),
+        file,
+        manifest,
+        component_path,
+        component,
+        effective,
+    })
+}
+
+/// Loads every `*.toml` policy in a directory, in name order. Returns the
+/// policies that loaded and the errors of those that did not, so a checker
+/// can report them all at once.
+pub fn load_dir(dir: &Path) -> Result<(Vec<LoadedPolicy>, Vec<PolicyError>), PolicyError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match load_policy(&path) {
+            Ok(p) => {
+                if loaded
+                    .iter()
+                    .any(|l: &LoadedPolicy| l.file.plugin.name == p.file.plugin.name)
+                {
+                    errors.push(PolicyError::Invalid {
+                        path: path.clone(),
+                        field: "plugin.name".into(),
+                        reason: format!("another policy already defines `{}`", p.name()),
+                    });
+                } else {
+                    loaded.push(p);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((loaded, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).ok();
+        p
+    }
+
+    fn fixture(dir: &Path, policy_extra: &str) -> PathBuf {
+        write(dir, "demo.wasm", "not really wasm");
+        let digest = Sha256Hex::of(b"not really wasm");
+        write(
+            dir,
+            "manifest.toml",
+            "[plugin]\nname = \"demo\"\nkind = \"remediation-tool\"\ndescription = \"d\"\n\n[requests.k8s]\noperations = [\"read\", \"scale\"]\n",
+        );
+        write(
+            dir,
+            "demo.toml",
+            &format!(
+                "[plugin]\nname = \"demo\"\ncomponent = \"demo.wasm\"\nsha256 = \"{digest}\"\nmanifest = \"manifest.toml\"\n{policy_extra}"
+            ),
+        )
+    }
+
+    #[test]
+    fn loads_a_valid_policy_and_intersects_grants() -> Result<(), PolicyError> {
+        let dir = tempfile::tempdir().map_err(|source| PolicyError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let path = fixture(
+            dir.path(),
+            "\n[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\", \"scale\", \"rollback\"]\nmax_replicas = 10\n",
+        );
+        let p = load_policy(&path)?;
+        let k8s = p.effective.k8s.as_ref().map(|g| g.operations.clone());
+        use crate::capability::k8s::Operation::*;
+        assert_eq!(k8s, Some(vec![Read, Scale]), "rollback was granted but not requested");
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\"]\nmax_replicas = 3\nallow_everything = true\n");
+        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("demo.toml"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+        assert!(err.contains("unknown field `allow_everything`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_line() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "\n[limits]\nmemory_mib = 0\n");
+        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("line 8") && err.contains("out of range"), "{err}");
+        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"Not_A_Namespace\"]\noperations = [\"read\"]\nmax_replicas = 3\n");
+        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("line 8") && err.contains("Not_A_Namespace"), "{err}");
+        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\", \"drain-node\"]\nmax_replicas = 3\n");
+        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("line 9") && err.contains("drain-node"), "{err}");
+    }
+
+    #[test]
+    fn digest_mismatch_refuses_to_load() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "");
+        write(dir.path(), "demo.wasm", "tampered bytes");
+        let err = load_policy(&path);
+        assert!(matches!(err, Err(PolicyError::DigestMismatch { .. })), "{err:?}");
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("refusing to load"), "{msg}");
+    }
+
+    #[test]
+    fn manifest_for_another_plugin_is_refused() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "");
+        write(dir.path(), "manifest.toml", "[plugin]\nname = \"other\"\nkind = \"context-source\"\ndescription = \"x\"\n");
+        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("manifest") && err.contains("`other`"), "{err}");
+    }
+}
+
+impl LoadedPolicy {
+    /// A policy for looking at a bare component: every capability linked with
+    /// an empty grant, so any call it makes is denied.
+    pub fn for_inspection(component: Vec<u8>, kind: super::PluginKind) -> Self {
+        use crate::capability::{http, k8s, log, secrets};
+        let name = super::PluginName::try_from("inspected".to_string()).unwrap_or_else(|_| unreachable!("valid literal"));
+        let empty = Grants {
+            k8s: Some(k8s::K8sGrant {
+                namespaces: vec![],
+                operations: vec![],
+                max_replicas: 0,
+                max_pods_per_action: 0,
+                annotate_kinds: vec![],
+            }),
+            http: Some(http::HttpGrant {
+                allow: vec![],
+                allow_private_cidrs: vec![],
+                connect_timeout_ms: 1,
+                total_timeout_ms: 1,
+            }),
+            secrets: Some(secrets::SecretsGrant::default()),
+            log: Some(log::LogGrant::default()),
+        };
+        LoadedPolicy {
+            path: PathBuf::new(),
+            file: PolicyFile {
+                plugin: super::PluginRef {
+                    name: name.clone(),
+                    component: PathBuf::new(),
+                    sha256: Sha256Hex::of(&component),
+                    manifest: PathBuf::new(),
+                },
+                limits: super::Limits::default(),
+                grants: empty.clone(),
+                config: Default::default(),
+            },
+            manifest: Manifest {
+                plugin: super::ManifestPlugin {
+                    name,
+                    kind,
+                    description: String::new(),
+                },
+                requests: Default::default(),
+            },
+            component_path: PathBuf::new(),
+            component,
+            effective: empty,
+        }
+    }
+}

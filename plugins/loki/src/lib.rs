@@ -1,0 +1,149 @@
+//! Context source: log lines from Loki's `query_range` API, summarized.
+//!
+//! Policy `[config]`:
+//! - `url`: Loki base URL (grant the origin under `[grants.http]`);
+//! - `query`: LogQL stream selector template, e.g.
+//!   `{namespace="{{namespace}}", app="{{service}}"}`;
+//! - `limit` (optional, default 1000 lines).
+//!
+//! Lines are grouped into patterns (numbers and hex ids masked); error-like
+//! patterns (error, exception, fatal, panic, OOM, timeout, refused) rank
+//! first. The summary names the top pattern and its count.
+
+use runwarden_sdk::serde_json::{Value, json};
+use runwarden_sdk::{
+    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config, config_value,
+    evidence, http, render_template,
+};
+use std::collections::BTreeMap;
+
+struct Loki;
+
+const ERROR_WORDS: [&str; 9] = ["error", "exception", "fatal", "panic", "outofmemory", "oom", "timeout", "refused", "killed"];
+const MAX_LINE: usize = 400;
+const TOP: usize = 5;
+
+impl SourceGuest for Loki {
+    fn describe() -> SourceInfo {
+        SourceInfo {
+            name: "loki".into(),
+            description: "Log lines around the alert from Loki, grouped into patterns with errors first".into(),
+            provides: vec![EvidenceKind::LogLines],
+        }
+    }
+
+    fn gather(alert: Alert, window: TimeWindow) -> Result<Vec<Evidence>> {
+        let base = config_value("url")?;
+        let template = config_value("query")?;
+        let limit = config::get("limit").and_then(|s| s.parse::<u32>().ok()).unwrap_or(1000);
+        let query = render_template(&template, |k| alert.label(k).map(str::to_string), escape_logql);
+        let url = format!(
+            "{}/loki/api/v1/query_range?query={}&start={}&end={}&limit={limit}&direction=backward",
+            base.trim_end_matches('/'),
+            http::encode_query_value(&query),
+            window.start.saturating_mul(1_000_000),
+            window.end.saturating_mul(1_000_000),
+        );
+        let body = http::get(&url, &[("accept", "application/json")])?.success()?.json()?;
+        if body["status"] != "success" {
+            return Err(Error::Failed(format!("Loki answered {}", body["error"])));
+        }
+        let lines = collect_lines(&body);
+        Ok(vec![summarize(&query, &lines)])
+    }
+}
+
+fn escape_logql(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// (timestamp ms, line) from every stream, newest first.
+fn collect_lines(body: &Value) -> Vec<(i64, String)> {
+    let mut out: Vec<(i64, String)> = body["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|stream| stream["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| {
+            let ns: i64 = v.get(0)?.as_str()?.parse().ok()?;
+            Some((ns / 1_000_000, v.get(1)?.as_str()?.to_string()))
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out
+}
+
+fn is_error(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    ERROR_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Masks the variable parts of a line so repeats group together.
+fn pattern(line: &str) -> String {
+    let mut out = String::with_capacity(line.len().min(MAX_LINE));
+    let mut in_token = false;
+    for word in line.split_whitespace().take(40) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let variable = word.chars().any(|c| c.is_ascii_digit())
+            || (word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        if variable {
+            if !in_token {
+                out.push('#');
+            }
+            in_token = true;
+        } else {
+            out.push_str(word);
+            in_token = false;
+        }
+    }
+    clip(&out)
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_LINE {
+        return s.to_string();
+    }
+    let mut end = MAX_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn summarize(query: &str, lines: &[(i64, String)]) -> Evidence {
+    let mut groups: BTreeMap<String, (usize, bool, String, i64)> = BTreeMap::new();
+    for (t, line) in lines {
+        let e = groups.entry(pattern(line)).or_insert((0, is_error(line), clip(line), *t));
+        e.0 += 1;
+    }
+    let mut ranked: Vec<(String, (usize, bool, String, i64))> = groups.into_iter().collect();
+    ranked.sort_by(|a, b| (b.1.1, b.1.0).cmp(&(a.1.1, a.1.0)));
+    let errors = lines.iter().filter(|(_, l)| is_error(l)).count();
+    let summary = match ranked.first() {
+        None => format!("no log lines for {query}"),
+        Some((_, (count, _, example, _))) => format!(
+            "{} log lines, {errors} error-like; top: \"{}\" x{count}",
+            lines.len(),
+            example.chars().take(120).collect::<String>()
+        ),
+    };
+    let top: Vec<Value> = ranked
+        .iter()
+        .take(TOP)
+        .map(|(p, (count, err, example, last))| json!({"pattern": p, "count": count, "error": err, "example": example, "last_seen": last}))
+        .collect();
+    let window = match (lines.last(), lines.first()) {
+        (Some(oldest), Some(newest)) => Some((oldest.0, newest.0)),
+        _ => None,
+    };
+    evidence(
+        EvidenceKind::LogLines,
+        summary,
+        &json!({"query": query, "lines": lines.len(), "error_lines": errors, "top_patterns": top}),
+        window,
+    )
+}
+
+runwarden_sdk::export_source!(Loki);

@@ -1,0 +1,98 @@
+//! A hostile plugin: each tool tries one way to escape or exhaust the
+//! sandbox. The host tests (`host/tests/hostile.rs`) call them and check that
+//! each is contained, reported with its reason, leaves no side effect, and
+//! that the host serves the next call.
+#![allow(clippy::unwrap_used)]
+
+use runwarden_sdk::serde_json::json;
+use runwarden_sdk::{
+    ActionPlan, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest, ToolSpec, http, k8s, secrets,
+    tool_spec,
+};
+
+struct Hostile;
+
+fn any_args() -> runwarden_sdk::serde_json::Value {
+    json!({"type": "object"})
+}
+
+impl ToolGuest for Hostile {
+    fn describe() -> Vec<ToolSpec> {
+        [
+            "spin", "memory_bomb", "stack_overflow", "trap", "huge_output", "http_get", "k8s_scale",
+            "k8s_delete_pods", "secret_get", "log_flood", "ok",
+        ]
+        .iter()
+        .map(|name| tool_spec(name, "hostile behaviour", any_args(), Effect::Mutate, Risk::High, false))
+        .collect()
+    }
+
+    fn plan(call: ToolCall) -> Result<ActionPlan> {
+        // A plan must not mutate; this one tries anyway.
+        let p = Params::of(&call)?;
+        if call.tool == "k8s_scale" {
+            k8s::scale_deployment(p.str("namespace")?, p.str("name")?, p.u32("replicas")?)?;
+        }
+        Ok(ActionPlan { summary: "plan".into(), changes: vec![] })
+    }
+
+    fn execute(call: ToolCall) -> Result<Outcome> {
+        let p = Params::of(&call)?;
+        let summary = match call.tool.as_str() {
+            "spin" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory_bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "stack_overflow" => format!("{}", recurse(std::hint::black_box(1))),
+            "trap" => {
+                let v: Vec<u32> = Vec::new();
+                let i = std::hint::black_box(3usize);
+                format!("{}", v[i])
+            }
+            "huge_output" => "x".repeat(8 << 20),
+            "http_get" => {
+                let resp = http::get(p.str("url")?, &[])?;
+                format!("status {} ({} bytes)", resp.status, resp.body.len())
+            }
+            "k8s_scale" => {
+                let d = k8s::scale_deployment(p.str("namespace")?, p.str("name")?, p.u32("replicas")?)?;
+                format!("scaled to {}", d.replicas)
+            }
+            "k8s_delete_pods" => {
+                let n = k8s::delete_pods(p.str("namespace")?, &p.str_list("pods")?)?;
+                format!("deleted {n}")
+            }
+            "secret_get" => {
+                let v = secrets::get(p.str("name")?)?;
+                format!("secret has {} bytes", v.len())
+            }
+            "log_flood" => {
+                for i in 0..100_000 {
+                    runwarden_sdk::log_info(&format!("flood {i}"), &[]);
+                }
+                "flooded".into()
+            }
+            "ok" => "fine".into(),
+            other => return Err(Error::InvalidInput(format!("unknown tool {other}"))),
+        };
+        Ok(Outcome { summary, changes: vec![], detail_json: "{}".into() })
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(n: u64) -> u64 {
+    let buf = std::hint::black_box([n; 64]);
+    recurse(buf[3] + 1) + buf[7]
+}
+
+runwarden_sdk::export_tool!(Hostile);
