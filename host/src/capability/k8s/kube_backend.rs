@@ -93,8 +93,8 @@ fn to_deployment(d: &KDeployment) -> Deployment {
         .map(|p| p.containers.iter().filter_map(|c| c.image.clone()).collect())
         .unwrap_or_default();
     Deployment {
-        namespace: d.metadata.namespace.clone().unwrap_or_default(),
-        name: d.metadata.name.clone().unwrap_or_default(),
+        namespace: d.metadata.namespace.clone().expect("response"),
+        name: d.metadata.name.clone().expect("response"),
         replicas: spec.and_then(|s| s.replicas).and_then(|r| u32::try_from(r).ok()).unwrap_or(1),
         ready_replicas: d
             .status
@@ -127,8 +127,8 @@ fn to_pod(p: &KPod) -> Pod {
         })
     });
     Pod {
-        namespace: p.metadata.namespace.clone().unwrap_or_default(),
-        name: p.metadata.name.clone().unwrap_or_default(),
+        namespace: p.metadata.namespace.clone().expect("response"),
+        name: p.metadata.name.clone().expect("response"),
         deployment,
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
         ready,
@@ -186,7 +186,7 @@ impl ClusterBackend for KubeBackend {
                     .and_then(|s| s.template.as_ref())
                     .and_then(|t| t.spec.as_ref())
                     .map(|p| p.containers.iter().filter_map(|c| c.image.clone()).collect())
-                    .unwrap_or_default(),
+                    .expect("response"),
                 created_at: ms(rs.metadata.creation_timestamp.as_ref()),
                 change_cause: rs.metadata.annotations.as_ref().and_then(|a| a.get(CHANGE_CAUSE).cloned()),
             })
@@ -207,11 +207,11 @@ impl ClusterBackend for KubeBackend {
             .iter()
             .map(|e| Event {
                 namespace: ns.to_string(),
-                object_kind: e.involved_object.kind.clone().unwrap_or_default(),
-                object_name: e.involved_object.name.clone().unwrap_or_default(),
-                event_type: e.type_.clone().unwrap_or_default(),
-                reason: e.reason.clone().unwrap_or_default(),
-                message: e.message.clone().unwrap_or_default(),
+                object_kind: e.involved_object.kind.clone().expect("response"),
+                object_name: e.involved_object.name.clone().expect("response"),
+                event_type: e.type_.clone().expect("response"),
+                reason: e.reason.clone().expect("response"),
+                message: e.message.clone().expect("response"),
                 count: e.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
                 last_seen: ms(e.last_timestamp.as_ref()),
             })
@@ -314,13 +314,13 @@ mod tests {
                 } else {
                     deployment_json(5)
                 };
-                send.send_response(Response::builder().body(Body::from(body.to_string().into_bytes())).unwrap_or_default());
+                send.send_response(Response::builder().body(Body::from(body.to_string().into_bytes())).expect("response"));
             }
             seen
         });
         let d = backend.scale_deployment("payments", "payment-api", 5).await;
         assert_eq!(d.ok().map(|d| (d.replicas, d.revision)), Some((5, 2)));
-        let seen = server.await.unwrap_or_default();
+        let seen = server.await.expect("mock server");
         assert_eq!(
             seen,
             vec![
@@ -339,7 +339,7 @@ mod tests {
                 let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                     "message": "deployments.apps \"nope\" not found", "reason": "NotFound", "code": 404});
                 send.send_response(
-                    Response::builder().status(404).body(Body::from(status.to_string().into_bytes())).unwrap_or_default(),
+                    Response::builder().status(404).body(Body::from(status.to_string().into_bytes())).expect("response"),
                 );
             }
         });

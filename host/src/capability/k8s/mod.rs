@@ -206,7 +206,7 @@ mod tests {
     }
 
     const NARROW: &str = r#"namespaces = ["checkout"]
-operations = ["read"]
+operations = ["read", "scale"]
 max_replicas = 5
 "#;
     const WIDE: &str = r#"namespaces = ["payments"]

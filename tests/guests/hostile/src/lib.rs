@@ -19,7 +19,7 @@ fn any_args() -> runwarden_sdk::serde_json::Value {
 impl ToolGuest for Hostile {
     fn describe() -> Vec<ToolSpec> {
         [
-            "spin", "memory_bomb", "stack_overflow", "trap", "huge_output", "http_get", "k8s_scale",
+            "spin", "memory_bomb", "stack_overflow", "shadow_stack_overflow", "trap", "huge_output", "http_get", "k8s_scale",
             "k8s_delete_pods", "secret_get", "log_flood", "ok",
         ]
         .iter()
@@ -52,7 +52,8 @@ impl ToolGuest for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
-            "stack_overflow" => format!("{}", recurse(std::hint::black_box(1))),
+            "stack_overflow" => format!("{}", deep(p.opt_u64("depth")?.unwrap_or(u64::MAX))),
+            "shadow_stack_overflow" => format!("{}", recurse(std::hint::black_box(1))),
             "trap" => {
                 let v: Vec<u32> = Vec::new();
                 let i = std::hint::black_box(3usize);
@@ -88,6 +89,19 @@ impl ToolGuest for Hostile {
     }
 }
 
+/// Recursion on the wasm call stack itself (no locals in linear memory), so
+/// it hits the engine's stack limit.
+#[inline(never)]
+fn deep(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let a = deep(n.wrapping_sub(1) ^ (n & 1));
+    a.rotate_left(3) ^ n
+}
+
+/// Recursion with big frames on Rust's shadow stack in linear memory: it
+/// runs off the bottom of the stack region and traps on memory access.
 #[inline(never)]
 #[allow(unconditional_recursion)]
 fn recurse(n: u64) -> u64 {

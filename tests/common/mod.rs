@@ -1,0 +1,182 @@
+//! Shared test fixtures: built components, policies written on the fly, a
+//! simulated cluster, and a loopback HTTP server that counts what reaches it.
+#![allow(dead_code)]
+
+use runwarden::capability::k8s::sim::SimulatedCluster;
+use runwarden::capability::secrets::StaticSecretStore;
+use runwarden::plugin::{self, LoadError, Plugin};
+use runwarden::policy::{self, LoadedPolicy};
+use runwarden::sandbox::cache::CompileCache;
+use runwarden::sandbox::state::HostServices;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use wasmtime::Engine;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A component built by `scripts/build-plugins.sh`.
+pub fn wasm(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
+    let path = target.join("wasm32-wasip2/plugin").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run scripts/build-plugins.sh (the README's test command does)", path.display());
+    path
+}
+
+/// One engine per test process, like one per runwarden process.
+pub fn engine() -> Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| runwarden::sandbox::new_engine().expect("engine")).clone()
+}
+
+/// Shared across test processes so each component compiles once per run.
+pub fn cache() -> CompileCache {
+    CompileCache::at(workspace().join("target/runwarden-test-cache"))
+}
+
+/// A policy + manifest written to a temp dir for a built component.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub policy_path: PathBuf,
+}
+
+/// Writes a manifest and a policy. `requests` and `grants` are TOML tables
+/// bodies (`[requests.k8s]\n...`), `extra` goes at the end of the policy.
+pub fn fixture(component: &str, kind: &str, requests: &str, policy_body: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = wasm(component);
+    let bytes = std::fs::read(&wasm).expect("read wasm");
+    let digest = policy::Sha256Hex::of(&bytes);
+    std::fs::write(
+        dir.path().join("manifest.toml"),
+        format!("[plugin]\nname = \"under-test\"\nkind = \"{kind}\"\ndescription = \"test\"\n\n{requests}\n"),
+    )
+    .expect("write manifest");
+    let policy_path = dir.path().join("under-test.toml");
+    std::fs::write(
+        &policy_path,
+        format!(
+            "[plugin]\nname = \"under-test\"\ncomponent = {:?}\nsha256 = \"{digest}\"\nmanifest = \"manifest.toml\"\n\n{policy_body}\n",
+            wasm.display().to_string()
+        ),
+    )
+    .expect("write policy");
+    Fixture { dir, policy_path }
+}
+
+impl Fixture {
+    pub fn policy(&self) -> LoadedPolicy {
+        policy::load_policy(&self.policy_path).expect("policy loads")
+    }
+
+    pub fn load(&self) -> Result<Plugin, LoadError> {
+        plugin::load(&engine(), &cache(), self.policy())
+    }
+}
+
+/// The hostile guest requests every capability; policies decide.
+pub const HOSTILE_REQUESTS: &str = r#"
+[requests.k8s]
+operations = ["read", "scale", "rollback", "delete-pods", "annotate"]
+[requests.http]
+[requests.secrets]
+names = ["slack-webhook", "cloudflare-token"]
+[requests.log]
+"#;
+
+/// Loads the hostile guest. It imports every capability, so each one the
+/// test does not grant gets an empty grant (which denies every call).
+pub fn hostile(policy_body: &str) -> Plugin {
+    let mut body = policy_body.to_string();
+    for (table, empty) in [
+        ("[grants.k8s]", "[grants.k8s]\nnamespaces = []\noperations = []\n"),
+        ("[grants.http]", "[grants.http]\nallow = []\n"),
+        ("[grants.secrets]", "[grants.secrets]\nnames = []\n"),
+        ("[grants.log]", "[grants.log]\n"),
+    ] {
+        if !body.contains(table) {
+            body.push_str("\n");
+            body.push_str(empty);
+        }
+    }
+    fixture("hostile_guests", "remediation-tool", HOSTILE_REQUESTS, &body)
+        .load()
+        .expect("hostile guest loads")
+}
+
+pub struct World {
+    pub cluster: Arc<SimulatedCluster>,
+    pub services: HostServices,
+}
+
+pub const SECRET_VALUE: &str = "xoxb-4242-TOP-SECRET-value";
+
+pub fn world() -> World {
+    let cluster = Arc::new(SimulatedCluster::demo());
+    let mut secrets = BTreeMap::new();
+    secrets.insert("slack-webhook".to_string(), SECRET_VALUE.to_string());
+    World {
+        services: HostServices {
+            cluster: cluster.clone(),
+            secrets: Arc::new(StaticSecretStore(secrets)),
+        },
+        cluster,
+    }
+}
+
+pub fn call(tool: &str, args: serde_json::Value) -> runwarden::bindings::types::ToolCall {
+    runwarden::bindings::types::ToolCall {
+        tool: tool.to_string(),
+        arguments_json: args.to_string(),
+    }
+}
+
+/// A loopback HTTP server answering every request with `body`, counting hits.
+pub struct TestServer {
+    pub port: u16,
+    pub hits: Arc<AtomicUsize>,
+    pub paths: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+pub async fn serve(body: &'static str) -> TestServer {
+    serve_with(move |_| body.to_string()).await
+}
+
+pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static) -> TestServer {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let respond = Arc::new(respond);
+    let (h, p) = (hits.clone(), paths.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (h, p, respond) = (h.clone(), p.clone(), respond.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let pq = req.uri().path_and_query().map(|x| x.to_string()).unwrap_or_default();
+                    p.lock().expect("lock").push(pq.clone());
+                    let body = respond(&pq);
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from(body)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { port, hits, paths }
+}
