@@ -3,6 +3,8 @@
 //! Real components, real sandbox; the cluster is the simulated one and HTTP
 //! goes to a server on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
@@ -36,33 +38,69 @@ max_replicas = 6
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_namespace_denied_then_granted() {
     let w = world();
-    let scale = call("k8s_scale", json!({"namespace": "payments", "name": "payment-api", "replicas": 5}));
+    let scale = call(
+        "k8s_scale",
+        json!({"namespace": "payments", "name": "payment-api", "replicas": 5}),
+    );
 
     let plugin = hostile(CHECKOUT_ONLY);
     let called = plugin.execute(&w.services, &scale).await;
     let reason = denied(&called.result).expect("typed denial");
-    assert!(reason.contains("namespace `payments` is not granted"), "{reason}");
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3), "no side effect");
-    assert!(matches!(called.report.capability_calls[0].verdict, Verdict::Denied(_)));
+    assert!(
+        reason.contains("namespace `payments` is not granted"),
+        "{reason}"
+    );
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(3),
+        "no side effect"
+    );
+    assert!(matches!(
+        called.report.capability_calls[0].verdict,
+        Verdict::Denied(_)
+    ));
 
     let plugin = hostile(PAYMENTS_SCALE);
     let called = plugin.execute(&w.services, &scale).await;
     assert!(called.result.is_ok(), "{:?}", called.result);
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(5));
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(5)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_replicas_above_max_denied_then_allowed_within() {
     let w = world();
     let plugin = hostile(PAYMENTS_SCALE);
-    let too_many = call("k8s_scale", json!({"namespace": "payments", "name": "payment-api", "replicas": 7}));
+    let too_many = call(
+        "k8s_scale",
+        json!({"namespace": "payments", "name": "payment-api", "replicas": 7}),
+    );
     let reason = denied(&plugin.execute(&w.services, &too_many).await.result).map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("max_replicas (6)")));
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3));
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(3)
+    );
 
-    let ok = call("k8s_scale", json!({"namespace": "payments", "name": "payment-api", "replicas": 6}));
+    let ok = call(
+        "k8s_scale",
+        json!({"namespace": "payments", "name": "payment-api", "replicas": 6}),
+    );
     assert!(plugin.execute(&w.services, &ok).await.result.is_ok());
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(6));
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(6)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,12 +108,18 @@ async fn k8s_pods_per_action_denied_then_allowed() {
     let w = world();
     let plugin = hostile(PAYMENTS_SCALE);
     let pods = w.cluster.pod_names("payments");
-    let all = call("k8s_delete_pods", json!({"namespace": "payments", "pods": pods}));
+    let all = call(
+        "k8s_delete_pods",
+        json!({"namespace": "payments", "pods": pods}),
+    );
     let reason = denied(&plugin.execute(&w.services, &all).await.result).map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("max_pods_per_action (2)")));
     assert_eq!(w.cluster.pod_names("payments"), pods, "no pod deleted");
 
-    let two = call("k8s_delete_pods", json!({"namespace": "payments", "pods": &pods[..2]}));
+    let two = call(
+        "k8s_delete_pods",
+        json!({"namespace": "payments", "pods": &pods[..2]}),
+    );
     assert!(plugin.execute(&w.services, &two).await.result.is_ok());
     assert_ne!(w.cluster.pod_names("payments"), pods);
 }
@@ -84,24 +128,40 @@ async fn k8s_pods_per_action_denied_then_allowed() {
 async fn k8s_operation_not_granted_is_denied() {
     let w = world();
     let plugin = hostile("[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\"]\n");
-    let scale = call("k8s_scale", json!({"namespace": "payments", "name": "payment-api", "replicas": 4}));
+    let scale = call(
+        "k8s_scale",
+        json!({"namespace": "payments", "name": "payment-api", "replicas": 4}),
+    );
     let reason = denied(&plugin.execute(&w.services, &scale).await.result).map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("`scale` is not granted")));
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3));
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plan_cannot_mutate_even_with_the_grant() {
     let w = world();
     let plugin = hostile(PAYMENTS_SCALE);
-    let scale = call("k8s_scale", json!({"namespace": "payments", "name": "payment-api", "replicas": 5}));
+    let scale = call(
+        "k8s_scale",
+        json!({"namespace": "payments", "name": "payment-api", "replicas": 5}),
+    );
     let planned = plugin.plan(&w.services, &scale).await;
     assert!(
         matches!(&planned.result, Err(CallError::Plugin(PluginError::Denied(r))) if r.contains("read-only")),
         "{:?}",
         planned.result
     );
-    assert_eq!(w.cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3));
+    assert_eq!(
+        w.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.replicas),
+        Some(3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,17 +172,29 @@ async fn http_origin_denied_then_granted() {
     let get = call("http_get", json!({"url": url}));
 
     let other = serve("other").await;
-    let plugin = hostile(&format!("[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n", other.port));
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n",
+        other.port
+    ));
     let called = plugin.execute(&w.services, &get).await;
     let reason = denied(&called.result).expect("typed denial");
     assert!(reason.contains("does not grant this origin"), "{reason}");
     assert_eq!(server.hits(), 0, "the request never left the host");
     let recorded = &called.report.capability_calls[0];
-    assert!(matches!(&recorded.verdict, Verdict::Denied(r) if r.contains(&format!("127.0.0.1:{}", server.port))), "{recorded:?}");
+    assert!(
+        matches!(&recorded.verdict, Verdict::Denied(r) if r.contains(&format!("127.0.0.1:{}", server.port))),
+        "{recorded:?}"
+    );
 
-    let plugin = hostile(&format!("[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n", server.port));
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n",
+        server.port
+    ));
     let called = plugin.execute(&w.services, &get).await;
-    assert_eq!(called.result.map(|o| o.summary).ok().as_deref(), Some("status 200 (5 bytes)"));
+    assert_eq!(
+        called.result.map(|o| o.summary).ok().as_deref(),
+        Some("status 200 (5 bytes)")
+    );
     assert_eq!(server.hits(), 1);
 }
 
@@ -130,11 +202,17 @@ async fn http_origin_denied_then_granted() {
 async fn a_granted_name_resolving_to_loopback_is_refused_until_named() {
     let w = world();
     let server = serve("hello").await;
-    let get = call("http_get", json!({"url": format!("http://localhost:{}/", server.port)}));
+    let get = call(
+        "http_get",
+        json!({"url": format!("http://localhost:{}/", server.port)}),
+    );
 
     // The origin is granted, but `localhost` resolves to a loopback address
     // the policy never named: the host refuses to connect.
-    let plugin = hostile(&format!("[grants.http]\nallow = [\"http://localhost:{}\"]\n", server.port));
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://localhost:{}\"]\n",
+        server.port
+    ));
     let called = plugin.execute(&w.services, &get).await;
     let reason = denied(&called.result).expect("typed denial");
     assert!(reason.contains("address the policy forbids"), "{reason}");
@@ -166,10 +244,21 @@ async fn metadata_addresses_in_any_spelling_are_refused_without_connecting() {
         "http://[::ffff:a9fe:a9fe]/",
         "http://[fd00:ec2::254]/",
     ] {
-        let called = plugin.execute(&w.services, &call("http_get", json!({"url": url}))).await;
+        let called = plugin
+            .execute(&w.services, &call("http_get", json!({"url": url})))
+            .await;
         let reason = denied(&called.result).map(str::to_string);
-        assert!(reason.as_deref().is_some_and(|r| r.contains("does not grant this origin")), "{url}: {:?}", called.result);
-        assert!(matches!(called.report.capability_calls.as_slice(), [c] if matches!(c.verdict, Verdict::Denied(_))), "{url}");
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("does not grant this origin")),
+            "{url}: {:?}",
+            called.result
+        );
+        assert!(
+            matches!(called.report.capability_calls.as_slice(), [c] if matches!(c.verdict, Verdict::Denied(_))),
+            "{url}"
+        );
     }
 }
 
@@ -185,18 +274,66 @@ async fn secrets_denied_then_granted_and_never_recorded() {
     let plugin = hostile("[grants.secrets]\nnames = [\"slack-webhook\"]\n");
     let called = plugin.execute(&w.services, &get).await;
     let expected = format!("secret has {} bytes", SECRET_VALUE.len());
-    assert_eq!(called.result.as_ref().map(|o| o.summary.as_str()).ok(), Some(expected.as_str()));
+    assert_eq!(
+        called.result.as_ref().map(|o| o.summary.as_str()).ok(),
+        Some(expected.as_str())
+    );
     let report = serde_json::to_string(&called.report).expect("report serializes");
     assert!(report.contains("slack-webhook"));
-    assert!(!report.contains(SECRET_VALUE), "secret value leaked into the report: {report}");
+    assert!(
+        !report.contains(SECRET_VALUE),
+        "secret value leaked into the report: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn log_lines_are_bounded_per_call() {
     let w = world();
     let plugin = hostile("[limits]\nmax_log_lines = 10\ntimeout_ms = 20000\n\n[grants.log]\n");
-    let called = plugin.execute(&w.services, &call("log_flood", json!({}))).await;
+    let called = plugin
+        .execute(&w.services, &call("log_flood", json!({})))
+        .await;
     assert!(called.result.is_ok(), "{:?}", called.result);
     assert_eq!(called.report.logs.len(), 10);
     assert_eq!(called.report.logs_dropped, 100_000 - 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_hits_the_grants_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept and hold connections without ever answering.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let w = world();
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\ntotal_timeout_ms = 300\n"
+    ));
+    let started = std::time::Instant::now();
+    let called = plugin
+        .execute(
+            &w.services,
+            &call(
+                "http_get",
+                json!({"url": format!("http://127.0.0.1:{port}/")}),
+            ),
+        )
+        .await;
+    assert!(
+        matches!(&called.result, Err(CallError::Plugin(PluginError::Unavailable(r))) if r.contains("Timeout")),
+        "{:?}",
+        called.result
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.abort();
 }

@@ -1,5 +1,7 @@
 //! The `runwarden` binary against the repository's own policies and plugins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::Command;
@@ -8,10 +10,17 @@ fn runwarden(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_runwarden"))
         .args(args)
         .current_dir(common::workspace())
-        .env("RUNWARDEN_CACHE_DIR", common::workspace().join("target/runwarden-test-cache"))
+        .env(
+            "RUNWARDEN_CACHE_DIR",
+            common::workspace().join("target/runwarden-test-cache"),
+        )
         .output()
         .expect("runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -21,7 +30,10 @@ fn the_shipped_policies_check_and_their_pins_match_the_built_plugins() {
     let (ok, out) = runwarden(&["policy", "check"]);
     assert!(ok, "{out}");
     for name in ["k8s-remediation", "k8s-changes", "prometheus", "loki"] {
-        assert!(out.contains(&format!("ok      {name}")), "{name} missing:\n{out}");
+        assert!(
+            out.contains(&format!("ok      {name}")),
+            "{name} missing:\n{out}"
+        );
     }
 }
 
@@ -30,22 +42,40 @@ fn inspect_shows_a_reviewer_tools_capabilities_and_pin() {
     let (ok, out) = runwarden(&["plugin", "inspect", "policies/k8s-remediation.toml"]);
     assert!(ok, "{out}");
     assert!(out.contains("(matches the policy's pin)"), "{out}");
-    assert!(out.contains("runwarden:plugin/k8s@0.1.0") && out.contains("capability k8s: granted"), "{out}");
-    assert!(out.contains("scale_deployment") && out.contains("mutate  medium"), "{out}");
+    assert!(
+        out.contains("runwarden:plugin/k8s@0.1.0") && out.contains("capability k8s: granted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("scale_deployment") && out.contains("mutate  medium"),
+        "{out}"
+    );
     assert!(out.contains("max_replicas 10"), "{out}");
 }
 
 #[test]
 fn plugin_call_is_denied_outside_the_grant_then_allowed_inside() {
     let (ok, out) = runwarden(&[
-        "plugin", "call", "k8s-remediation", "scale_deployment", "--params",
+        "plugin",
+        "call",
+        "k8s-remediation",
+        "scale_deployment",
+        "--params",
         r#"{"namespace":"kube-system","name":"coredns","replicas":5}"#,
     ]);
     assert!(!ok);
-    assert!(out.contains("DENIED: namespace `kube-system` is not granted"), "{out}");
+    assert!(
+        out.contains("DENIED: namespace `kube-system` is not granted"),
+        "{out}"
+    );
 
     let (ok, out) = runwarden(&[
-        "plugin", "call", "k8s-remediation", "scale_deployment", "--json", "--params",
+        "plugin",
+        "call",
+        "k8s-remediation",
+        "scale_deployment",
+        "--json",
+        "--params",
         r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
     ]);
     assert!(ok, "{out}");
@@ -56,14 +86,32 @@ fn plugin_call_is_denied_outside_the_grant_then_allowed_inside() {
 fn a_broken_policy_is_reported_with_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("bad.toml"), "[plugin]\nname = \"bad\"\ncomponent = \"x.wasm\"\nsha256 = \"00\"\nmanifest = \"m.toml\"\n").expect("write");
-    let (ok, out) = runwarden(&["policy", "check", "--policies", dir.path().to_str().expect("utf8")]);
+    let (ok, out) = runwarden(&[
+        "policy",
+        "check",
+        "--policies",
+        dir.path().to_str().expect("utf8"),
+    ]);
     assert!(!ok);
-    assert!(out.contains("bad.toml") && out.contains("line 4") && out.contains("invalid sha256"), "{out}");
+    assert!(
+        out.contains("bad.toml") && out.contains("line 4") && out.contains("invalid sha256"),
+        "{out}"
+    );
 }
 
 #[test]
 fn invalid_arguments_are_rejected_before_anything_runs() {
-    let (ok, out) = runwarden(&["plugin", "call", "k8s-remediation", "scale_deployment", "--params", r#"{"namespace":"payments"}"#]);
+    let (ok, out) = runwarden(&[
+        "plugin",
+        "call",
+        "k8s-remediation",
+        "scale_deployment",
+        "--params",
+        r#"{"namespace":"payments"}"#,
+    ]);
     assert!(!ok);
-    assert!(out.contains("violate its schema") && out.contains("replicas"), "{out}");
+    assert!(
+        out.contains("violate its schema") && out.contains("replicas"),
+        "{out}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Hostile guests: each misbehaviour is contained, reported with its reason,
 //! leaves no side effect, and the host serves the next call.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
@@ -11,7 +13,8 @@ use runwarden::sandbox::fault::{CallError, PluginFault};
 use serde_json::json;
 use std::time::Instant;
 
-const LIMITED: &str = "[limits]\nmemory_mib = 32\ntimeout_ms = 300\nmax_output_kib = 256\n\n[grants.log]\n";
+const LIMITED: &str =
+    "[limits]\nmemory_mib = 32\ntimeout_ms = 300\nmax_output_kib = 256\n\n[grants.log]\n";
 
 async fn fault_then_recover(tool: &str) -> PluginFault {
     let w = world();
@@ -22,7 +25,11 @@ async fn fault_then_recover(tool: &str) -> PluginFault {
         other => panic!("{tool}: expected a plugin fault, got {other:?}"),
     };
     let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
-    assert_eq!(next.result.map(|o| o.summary).ok().as_deref(), Some("fine"), "the host serves the next call");
+    assert_eq!(
+        next.result.map(|o| o.summary).ok().as_deref(),
+        Some("fine"),
+        "the host serves the next call"
+    );
     fault
 }
 
@@ -31,42 +38,70 @@ async fn an_infinite_loop_hits_the_deadline() {
     let started = Instant::now();
     let fault = fault_then_recover("spin").await;
     assert_eq!(fault, PluginFault::Timeout { limit_ms: 300 });
-    assert!(started.elapsed().as_secs() < 10, "stopped promptly: {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_bomb_hits_the_budget() {
-    assert_eq!(fault_then_recover("memory_bomb").await, PluginFault::MemoryLimit { limit_mib: 32 });
+    assert_eq!(
+        fault_then_recover("memory_bomb").await,
+        PluginFault::MemoryLimit { limit_mib: 32 }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stack_overflow_is_contained() {
-    assert_eq!(fault_then_recover("stack_overflow").await, PluginFault::StackOverflow);
+    assert_eq!(
+        fault_then_recover("stack_overflow").await,
+        PluginFault::StackOverflow
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shadow_stack_overflow_traps_cleanly() {
     let fault = fault_then_recover("shadow_stack_overflow").await;
-    assert!(matches!(&fault, PluginFault::Trap { reason } if reason.contains("out of bounds")), "{fault:?}");
+    assert!(
+        matches!(&fault, PluginFault::Trap { reason } if reason.contains("out of bounds")),
+        "{fault:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trap_is_reported_with_its_reason() {
     let fault = fault_then_recover("trap").await;
-    assert!(matches!(&fault, PluginFault::Trap { reason } if reason.contains("unreachable")), "{fault:?}");
+    assert!(
+        matches!(&fault, PluginFault::Trap { reason } if reason.contains("unreachable")),
+        "{fault:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_output_is_refused() {
     let fault = fault_then_recover("huge_output").await;
-    assert!(matches!(fault, PluginFault::OutputTooLarge { limit: 262_144, .. }), "{fault:?}");
+    assert!(
+        matches!(fault, PluginFault::OutputTooLarge { limit: 262_144, .. }),
+        "{fault:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ungranted_import_refuses_to_load() {
     // The hostile guest imports k8s, http and secrets; this policy grants log only.
-    let err = fixture("hostile_guests", "remediation-tool", HOSTILE_REQUESTS, "[grants.log]\n").load().err();
-    let Some(LoadError::UngrantedImports { imports, .. }) = &err else { panic!("expected refusal, got {err:?}") };
+    let err = fixture(
+        "hostile_guests",
+        "remediation-tool",
+        HOSTILE_REQUESTS,
+        "[grants.log]\n",
+    )
+    .load()
+    .err();
+    let Some(LoadError::UngrantedImports { imports, .. }) = &err else {
+        panic!("expected refusal, got {err:?}")
+    };
     let caps: Vec<_> = imports.iter().filter_map(|i| i.capability).collect();
     for cap in [Capability::K8s, Capability::Http, Capability::Secrets] {
         assert!(caps.contains(&cap), "{cap} missing from {imports:?}");
@@ -81,7 +116,9 @@ async fn a_grant_the_manifest_never_requested_is_not_linked() {
     // effective grant lacks k8s and the component (which imports it) is refused.
     let requests = "[requests.log]\n[requests.http]\n[requests.secrets]\nnames = []\n";
     let policy = "[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\"]\n[grants.log]\n[grants.http]\nallow = []\n[grants.secrets]\nnames = []\n";
-    let err = fixture("hostile_guests", "remediation-tool", requests, policy).load().err();
+    let err = fixture("hostile_guests", "remediation-tool", requests, policy)
+        .load()
+        .err();
     assert!(
         matches!(&err, Some(LoadError::UngrantedImports { imports, .. }) if imports.iter().any(|i| i.capability == Some(Capability::K8s))),
         "{err:?}"
@@ -90,22 +127,40 @@ async fn a_grant_the_manifest_never_requested_is_not_linked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_that_do_not_match_the_pin_refuse_to_load() {
-    let f = fixture("k8s_remediation", "remediation-tool", "[requests.log]\n", "[grants.log]\n");
+    let f = fixture(
+        "k8s_remediation",
+        "remediation-tool",
+        "[requests.log]\n",
+        "[grants.log]\n",
+    );
     let tampered = f.dir.path().join("tampered.wasm");
     let mut bytes = std::fs::read(wasm("k8s_remediation")).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&tampered, &bytes).expect("write");
     let text = std::fs::read_to_string(&f.policy_path).expect("policy");
-    let text = text.replace(&format!("{:?}", wasm("k8s_remediation").display().to_string()), &format!("{:?}", tampered.display().to_string()));
+    let text = text.replace(
+        &format!("{:?}", wasm("k8s_remediation").display().to_string()),
+        &format!("{:?}", tampered.display().to_string()),
+    );
     std::fs::write(&f.policy_path, text).expect("policy");
     let err = runwarden::policy::load_policy(&f.policy_path);
-    assert!(matches!(err, Err(PolicyError::DigestMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PolicyError::DigestMismatch { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_of_the_wrong_world_refuses_to_load() {
-    let err = fixture("prometheus", "remediation-tool", "[requests.http]\n", "[grants.http]\nallow = []\n").load().err();
+    let err = fixture(
+        "prometheus",
+        "remediation-tool",
+        "[requests.http]\n",
+        "[grants.http]\nallow = []\n",
+    )
+    .load()
+    .err();
     assert!(matches!(err, Some(LoadError::WrongWorld { .. })), "{err:?}");
 }
 
@@ -117,12 +172,23 @@ async fn concurrent_faults_do_not_disturb_good_calls() {
     for i in 0..8 {
         let (plugin, services) = (plugin.clone(), w.services.clone());
         let tool = if i % 2 == 0 { "spin" } else { "ok" };
-        tasks.push(tokio::spawn(async move { (tool, plugin.execute(&services, &call(tool, json!({}))).await.result) }));
+        tasks.push(tokio::spawn(async move {
+            (
+                tool,
+                plugin
+                    .execute(&services, &call(tool, json!({})))
+                    .await
+                    .result,
+            )
+        }));
     }
     for t in tasks {
         let (tool, result) = t.await.expect("task");
         match tool {
-            "spin" => assert!(matches!(result, Err(CallError::Fault(PluginFault::Timeout { .. })))),
+            "spin" => assert!(matches!(
+                result,
+                Err(CallError::Fault(PluginFault::Timeout { .. }))
+            )),
             _ => assert!(result.is_ok(), "{result:?}"),
         }
     }

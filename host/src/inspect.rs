@@ -56,14 +56,18 @@ pub enum InspectError {
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
     #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Compile(String),
 }
 
 fn tool_row(t: ToolSpec) -> ToolRow {
     ToolRow {
-        parameters: serde_json::from_str(&t.parameters_schema).unwrap_or(serde_json::Value::String(t.parameters_schema)),
+        parameters: serde_json::from_str(&t.parameters_schema)
+            .unwrap_or(serde_json::Value::String(t.parameters_schema)),
         name: t.name,
         description: t.description,
         effect: match t.effect {
@@ -80,7 +84,11 @@ fn tool_row(t: ToolSpec) -> ToolRow {
 }
 
 /// Inspects a policy file (`.toml`) or a bare component (anything else).
-pub async fn inspect(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<Report, InspectError> {
+pub async fn inspect(
+    engine: &Engine,
+    cache: &CompileCache,
+    path: &Path,
+) -> Result<Report, InspectError> {
     if path.extension().is_some_and(|e| e == "toml") {
         inspect_policy(engine, cache, path).await
     } else {
@@ -88,7 +96,11 @@ pub async fn inspect(engine: &Engine, cache: &CompileCache, path: &Path) -> Resu
     }
 }
 
-async fn inspect_policy(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<Report, InspectError> {
+async fn inspect_policy(
+    engine: &Engine,
+    cache: &CompileCache,
+    path: &Path,
+) -> Result<Report, InspectError> {
     let file = policy::load::parse_policy(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let component_path = base.join(&file.plugin.component);
@@ -112,13 +124,22 @@ async fn inspect_policy(engine: &Engine, cache: &CompileCache, path: &Path) -> R
     report.policy = Some(path.display().to_string());
     report.limits = Some(file.limits);
     let effective = file.grants.effective(&manifest.requests);
-    for bad in crate::capability::check_imports(report.interfaces.imports.iter().map(String::as_str), &effective) {
+    for bad in crate::capability::check_imports(
+        report.interfaces.imports.iter().map(String::as_str),
+        &effective,
+    ) {
         report.problems.push(format!("will not load: it {bad}"));
     }
     for cap in effective.names() {
-        let used = report.interfaces.imports.iter().any(|i| Capability::of_import(i) == Some(cap));
+        let used = report
+            .interfaces
+            .imports
+            .iter()
+            .any(|i| Capability::of_import(i) == Some(cap));
         if !used {
-            report.problems.push(format!("note: `{cap}` is granted but the component does not import it"));
+            report.problems.push(format!(
+                "note: `{cap}` is granted but the component does not import it"
+            ));
         }
     }
     report.requested = Some(manifest.requests);
@@ -127,7 +148,11 @@ async fn inspect_policy(engine: &Engine, cache: &CompileCache, path: &Path) -> R
     Ok(report)
 }
 
-async fn inspect_component(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<Report, InspectError> {
+async fn inspect_component(
+    engine: &Engine,
+    cache: &CompileCache,
+    path: &Path,
+) -> Result<Report, InspectError> {
     let bytes = std::fs::read(path).map_err(|source| InspectError::Io {
         path: path.display().to_string(),
         source,
@@ -139,9 +164,16 @@ async fn inspect_component(engine: &Engine, cache: &CompileCache, path: &Path) -
 
 /// Compiles the bytes, lists interfaces, and asks the plugin to describe
 /// itself with every capability linked to an empty (deny-all) grant.
-async fn describe_bytes(engine: &Engine, cache: &CompileCache, bytes: &[u8], kind: Option<PluginKind>) -> Result<Report, InspectError> {
+async fn describe_bytes(
+    engine: &Engine,
+    cache: &CompileCache,
+    bytes: &[u8],
+    kind: Option<PluginKind>,
+) -> Result<Report, InspectError> {
     let sha256 = sha256_hex(bytes);
-    let (component, _) = cache.load(engine, bytes, &sha256).map_err(|e| InspectError::Compile(e.to_string()))?;
+    let (component, _) = cache
+        .load(engine, bytes, &sha256)
+        .map_err(|e| InspectError::Compile(e.to_string()))?;
     let interfaces = Interfaces::of(engine, &component);
     let kind = kind.or_else(|| {
         [PluginKind::RemediationTool, PluginKind::ContextSource]
@@ -165,7 +197,9 @@ async fn describe_bytes(engine: &Engine, cache: &CompileCache, bytes: &[u8], kin
         problems: vec![],
     };
     let Some(kind) = kind else {
-        report.problems.push("exports neither runwarden:plugin/tool nor runwarden:plugin/source".into());
+        report
+            .problems
+            .push("exports neither runwarden:plugin/tool nor runwarden:plugin/source".into());
         return Ok(report);
     };
     let inert = LoadedPolicy::for_inspection(bytes.to_vec(), kind);
@@ -189,7 +223,9 @@ async fn describe_bytes(engine: &Engine, cache: &CompileCache, bytes: &[u8], kin
                 },
             }
         }
-        Err(e) => report.problems.push(format!("cannot instantiate for describe: {e}")),
+        Err(e) => report
+            .problems
+            .push(format!("cannot instantiate for describe: {e}")),
     }
     Ok(report)
 }
@@ -216,7 +252,12 @@ fn caps_line(v: &impl Serialize) -> String {
 /// Renders the report for a terminal.
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "plugin      {} ({})", r.name.as_deref().unwrap_or("-"), r.kind.map_or("unknown".into(), |k| k.to_string()));
+    let _ = writeln!(
+        o,
+        "plugin      {} ({})",
+        r.name.as_deref().unwrap_or("-"),
+        r.kind.map_or("unknown".into(), |k| k.to_string())
+    );
     let _ = writeln!(o, "component   {}", r.component);
     let pin = match &r.pinned {
         Some(p) if *p == r.sha256 => " (matches the policy's pin)".to_string(),
@@ -249,31 +290,61 @@ pub fn render(r: &Report) -> String {
                 };
                 format!("capability {cap}: {state}")
             }
-            None if i.starts_with("runwarden:plugin/") => "always provided (types, own config)".to_string(),
+            None if i.starts_with("runwarden:plugin/") => {
+                "always provided (types, own config)".to_string()
+            }
             None => "WASI base (no files, env, args or sockets)".to_string(),
         };
         let _ = writeln!(o, "  {i:<42} {note}");
     }
     if !r.tools.is_empty() {
-        let _ = writeln!(o, "\ntools       {:<22} {:<7} {:<7} {:<11} parameters (* required)", "", "effect", "risk", "reversible");
+        let _ = writeln!(
+            o,
+            "\ntools       {:<22} {:<7} {:<7} {:<11} parameters (* required)",
+            "", "effect", "risk", "reversible"
+        );
         for t in &r.tools {
             let required: Vec<String> = t.parameters["required"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             let params: Vec<String> = t.parameters["properties"]
                 .as_object()
                 .map(|m| {
                     m.keys()
-                        .map(|k| if required.contains(k) { format!("{k}*") } else { k.clone() })
+                        .map(|k| {
+                            if required.contains(k) {
+                                format!("{k}*")
+                            } else {
+                                k.clone()
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            let _ = writeln!(o, "  {:<32} {:<7} {:<7} {:<11} {}", t.name, t.effect, t.risk, yes_no(t.reversible), params.join(", "));
+            let _ = writeln!(
+                o,
+                "  {:<32} {:<7} {:<7} {:<11} {}",
+                t.name,
+                t.effect,
+                t.risk,
+                yes_no(t.reversible),
+                params.join(", ")
+            );
         }
     }
     if let Some(s) = &r.source {
-        let _ = writeln!(o, "\nsource      {}: {}\n  provides  {}", s.name, s.description, s.provides.join(", "));
+        let _ = writeln!(
+            o,
+            "\nsource      {}: {}\n  provides  {}",
+            s.name,
+            s.description,
+            s.provides.join(", ")
+        );
     }
     if let (Some(req), Some(granted), Some(eff)) = (&r.requested, &r.granted, &r.effective) {
         let _ = writeln!(o, "\ncapabilities");
@@ -285,11 +356,22 @@ pub fn render(r: &Report) -> String {
             if rq.is_none() && gr.is_none() {
                 continue;
             }
-            let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("-".to_string(), |v| caps_line(v).replace('\n', "; "));
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map_or("-".to_string(), |v| caps_line(v).replace('\n', "; "))
+            };
             let _ = writeln!(o, "  {cap}");
             let _ = writeln!(o, "    requested  {}", show(&rq));
             let _ = writeln!(o, "    granted    {}", show(&gr));
-            let _ = writeln!(o, "    effective  {}", if ef.is_some() { show(&ef) } else { "NONE (not both requested and granted)".into() });
+            let _ = writeln!(
+                o,
+                "    effective  {}",
+                if ef.is_some() {
+                    show(&ef)
+                } else {
+                    "NONE (not both requested and granted)".into()
+                }
+            );
         }
     }
     if !r.problems.is_empty() {

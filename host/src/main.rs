@@ -9,7 +9,8 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNWARDEN_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("RUNWARDEN_LOG")
+                .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -10,15 +10,17 @@
 
 use crate::bindings::source::{ContextSource, ContextSourcePre};
 use crate::bindings::tool::{RemediationTool, RemediationToolPre};
-use crate::bindings::types::{ActionPlan, Alert, Evidence, Outcome, SourceInfo, TimeWindow, ToolCall, ToolSpec};
+use crate::bindings::types::{
+    ActionPlan, Alert, Evidence, Outcome, SourceInfo, TimeWindow, ToolCall, ToolSpec,
+};
 use crate::bindings::{config, k8s, log, secrets, types};
 use crate::capability::log::LogLine;
 use crate::capability::{CallMode, CapabilityCall, Grants, UngrantedImport, check_imports};
 use crate::policy::{Limits, LoadedPolicy, PluginKind};
 use crate::sandbox::cache::{CompileCache, Origin, sha256_hex};
+use crate::sandbox::deadline_ticks;
 use crate::sandbox::fault::{CallError, PluginFault, classify};
 use crate::sandbox::state::{HostServices, PluginState};
-use crate::sandbox::deadline_ticks;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
@@ -28,9 +30,19 @@ pub enum LoadError {
     #[error("plugin `{plugin}`: {reason}")]
     Compile { plugin: String, reason: String },
     #[error("plugin `{plugin}` refused: it {}", .imports.iter().map(ToString::to_string).collect::<Vec<_>>().join("; and it "))]
-    UngrantedImports { plugin: String, imports: Vec<UngrantedImport> },
-    #[error("plugin `{plugin}` is declared a {kind} but does not export `{expected}` (exports: {found})")]
-    WrongWorld { plugin: String, kind: PluginKind, expected: &'static str, found: String },
+    UngrantedImports {
+        plugin: String,
+        imports: Vec<UngrantedImport>,
+    },
+    #[error(
+        "plugin `{plugin}` is declared a {kind} but does not export `{expected}` (exports: {found})"
+    )]
+    WrongWorld {
+        plugin: String,
+        kind: PluginKind,
+        expected: &'static str,
+        found: String,
+    },
     #[error("plugin `{plugin}`: cannot link: {reason}")]
     Link { plugin: String, reason: String },
 }
@@ -51,8 +63,14 @@ impl Interfaces {
     pub fn of(engine: &Engine, component: &Component) -> Self {
         let ty = component.component_type();
         Interfaces {
-            imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
-            exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+            imports: ty
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            exports: ty
+                .exports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
         }
     }
 }
@@ -92,12 +110,19 @@ pub struct Called<T> {
 }
 
 /// Loads a plugin whose policy has been loaded (and digest-checked).
-pub fn load(engine: &Engine, cache: &CompileCache, policy: LoadedPolicy) -> Result<Plugin, LoadError> {
+pub fn load(
+    engine: &Engine,
+    cache: &CompileCache,
+    policy: LoadedPolicy,
+) -> Result<Plugin, LoadError> {
     let name = policy.name().to_string();
     let sha256 = sha256_hex(&policy.component);
     let (component, compiled) = cache
         .load(engine, &policy.component, &sha256)
-        .map_err(|e| LoadError::Compile { plugin: name.clone(), reason: e.to_string() })?;
+        .map_err(|e| LoadError::Compile {
+            plugin: name.clone(),
+            reason: e.to_string(),
+        })?;
     let interfaces = Interfaces::of(engine, &component);
 
     let kind = policy.manifest.plugin.kind;
@@ -110,17 +135,30 @@ pub fn load(engine: &Engine, cache: &CompileCache, policy: LoadedPolicy) -> Resu
             found: interfaces.exports.join(", "),
         });
     }
-    let ungranted = check_imports(interfaces.imports.iter().map(String::as_str), &policy.effective);
+    let ungranted = check_imports(
+        interfaces.imports.iter().map(String::as_str),
+        &policy.effective,
+    );
     if !ungranted.is_empty() {
-        return Err(LoadError::UngrantedImports { plugin: name, imports: ungranted });
+        return Err(LoadError::UngrantedImports {
+            plugin: name,
+            imports: ungranted,
+        });
     }
 
-    let link_err = |e: wasmtime::Error| LoadError::Link { plugin: name.clone(), reason: format!("{e:#}") };
+    let link_err = |e: wasmtime::Error| LoadError::Link {
+        plugin: name.clone(),
+        reason: format!("{e:#}"),
+    };
     let linker = granted_linker(engine, &policy.effective).map_err(link_err)?;
     let pre = linker.instantiate_pre(&component).map_err(link_err)?;
     let prepared = match kind {
-        PluginKind::RemediationTool => Prepared::Tool(RemediationToolPre::new(pre).map_err(link_err)?),
-        PluginKind::ContextSource => Prepared::Source(ContextSourcePre::new(pre).map_err(link_err)?),
+        PluginKind::RemediationTool => {
+            Prepared::Tool(RemediationToolPre::new(pre).map_err(link_err)?)
+        }
+        PluginKind::ContextSource => {
+            Prepared::Source(ContextSourcePre::new(pre).map_err(link_err)?)
+        }
     };
     let config = std::sync::Arc::new(policy.file.config.clone());
     Ok(Plugin {
@@ -165,12 +203,16 @@ pub trait OutputSize {
 
 impl OutputSize for Vec<Evidence> {
     fn output_size(&self) -> usize {
-        self.iter().map(|e| e.summary.len() + e.body_json.len() + 32).sum()
+        self.iter()
+            .map(|e| e.summary.len() + e.body_json.len() + 32)
+            .sum()
     }
 }
 impl OutputSize for Vec<ToolSpec> {
     fn output_size(&self) -> usize {
-        self.iter().map(|t| t.name.len() + t.description.len() + t.parameters_schema.len() + 8).sum()
+        self.iter()
+            .map(|t| t.name.len() + t.description.len() + t.parameters_schema.len() + 8)
+            .sum()
     }
 }
 impl OutputSize for SourceInfo {
@@ -182,7 +224,10 @@ fn changes_size(changes: &[types::Change]) -> usize {
     changes
         .iter()
         .map(|c| {
-            c.target.len() + c.description.len() + c.before.as_ref().map_or(0, String::len) + c.after.as_ref().map_or(0, String::len)
+            c.target.len()
+                + c.description.len()
+                + c.before.as_ref().map_or(0, String::len)
+                + c.after.as_ref().map_or(0, String::len)
         })
         .sum()
 }
@@ -231,26 +276,39 @@ impl Plugin {
     async fn run<T, F>(&self, services: &HostServices, mode: CallMode, call: F) -> Called<T>
     where
         T: OutputSize,
-        F: AsyncFnOnce(&mut Store<PluginState>, &Prepared) -> wasmtime::Result<Result<T, types::Error>>,
+        F: AsyncFnOnce(
+            &mut Store<PluginState>,
+            &Prepared,
+        ) -> wasmtime::Result<Result<T, types::Error>>,
     {
         let started = Instant::now();
         let limits = *self.limits();
         let mut store = self.new_store(services, mode);
-        let outcome = tokio::time::timeout(limits.timeout(), call(&mut store, &self.prepared)).await;
+        let outcome =
+            tokio::time::timeout(limits.timeout(), call(&mut store, &self.prepared)).await;
         let state = store.data_mut();
         let limit_mib = limits.memory_mib.0;
         let result = match outcome {
-            Err(_elapsed) => Err(CallError::Fault(PluginFault::Timeout { limit_ms: limits.timeout_ms.0 })),
-            Ok(Err(trap)) => Err(CallError::Fault(match classify(&trap, state.budget.refused, limit_mib) {
-                PluginFault::Timeout { .. } => PluginFault::Timeout { limit_ms: limits.timeout_ms.0 },
-                other => other,
+            Err(_elapsed) => Err(CallError::Fault(PluginFault::Timeout {
+                limit_ms: limits.timeout_ms.0,
             })),
+            Ok(Err(trap)) => Err(CallError::Fault(
+                match classify(&trap, state.budget.refused, limit_mib) {
+                    PluginFault::Timeout { .. } => PluginFault::Timeout {
+                        limit_ms: limits.timeout_ms.0,
+                    },
+                    other => other,
+                },
+            )),
             Ok(Ok(Err(plugin_error))) => Err(CallError::Plugin(plugin_error)),
             Ok(Ok(Ok(value))) => {
                 let bytes = value.output_size();
                 let limit = limits.max_output_bytes();
                 if bytes > limit {
-                    Err(CallError::Fault(PluginFault::OutputTooLarge { bytes, limit }))
+                    Err(CallError::Fault(PluginFault::OutputTooLarge {
+                        bytes,
+                        limit,
+                    }))
                 } else {
                     Ok(value)
                 }
@@ -265,7 +323,7 @@ impl Plugin {
             elapsed: started.elapsed(),
         };
         if let Err(e) = &result {
-            tracing::warn!(plugin = self.name(), "call failed: {e}");
+            tracing::debug!(plugin = self.name(), "call failed: {e}");
         }
         Called { result, report }
     }
@@ -286,7 +344,10 @@ impl Plugin {
         }
         self.run(services, CallMode::ReadOnly, async |store, prepared| {
             let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool().call_describe(&mut *store).await.map(Ok)
+            tool.runwarden_plugin_tool()
+                .call_describe(&mut *store)
+                .await
+                .map(Ok)
         })
         .await
     }
@@ -298,7 +359,9 @@ impl Plugin {
         }
         self.run(services, CallMode::ReadOnly, async |store, prepared| {
             let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool().call_plan(&mut *store, call).await
+            tool.runwarden_plugin_tool()
+                .call_plan(&mut *store, call)
+                .await
         })
         .await
     }
@@ -310,7 +373,9 @@ impl Plugin {
         }
         self.run(services, CallMode::Mutating, async |store, prepared| {
             let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool().call_execute(&mut *store, call).await
+            tool.runwarden_plugin_tool()
+                .call_execute(&mut *store, call)
+                .await
         })
         .await
     }
@@ -322,32 +387,50 @@ impl Plugin {
         }
         self.run(services, CallMode::ReadOnly, async |store, prepared| {
             let source = instantiate_source(store, prepared).await?;
-            source.runwarden_plugin_source().call_describe(&mut *store).await.map(Ok)
+            source
+                .runwarden_plugin_source()
+                .call_describe(&mut *store)
+                .await
+                .map(Ok)
         })
         .await
     }
 
     /// Gathers evidence for an alert, read-only.
-    pub async fn gather(&self, services: &HostServices, alert: &Alert, window: TimeWindow) -> Called<Vec<Evidence>> {
+    pub async fn gather(
+        &self,
+        services: &HostServices,
+        alert: &Alert,
+        window: TimeWindow,
+    ) -> Called<Vec<Evidence>> {
         if self.kind() != PluginKind::ContextSource {
             return self.wrong_kind(PluginKind::ContextSource);
         }
         self.run(services, CallMode::ReadOnly, async |store, prepared| {
             let source = instantiate_source(store, prepared).await?;
-            source.runwarden_plugin_source().call_gather(&mut *store, alert, window).await
+            source
+                .runwarden_plugin_source()
+                .call_gather(&mut *store, alert, window)
+                .await
         })
         .await
     }
 }
 
-async fn instantiate_tool(store: &mut Store<PluginState>, prepared: &Prepared) -> wasmtime::Result<RemediationTool> {
+async fn instantiate_tool(
+    store: &mut Store<PluginState>,
+    prepared: &Prepared,
+) -> wasmtime::Result<RemediationTool> {
     match prepared {
         Prepared::Tool(pre) => pre.instantiate_async(store).await,
         Prepared::Source(_) => Err(wasmtime::format_err!("not a remediation tool")),
     }
 }
 
-async fn instantiate_source(store: &mut Store<PluginState>, prepared: &Prepared) -> wasmtime::Result<ContextSource> {
+async fn instantiate_source(
+    store: &mut Store<PluginState>,
+    prepared: &Prepared,
+) -> wasmtime::Result<ContextSource> {
     match prepared {
         Prepared::Source(pre) => pre.instantiate_async(store).await,
         Prepared::Tool(_) => Err(wasmtime::format_err!("not a context source")),

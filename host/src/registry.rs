@@ -38,7 +38,8 @@ impl Registry {
         services: HostServices,
     ) -> Result<(Registry, Vec<RegistryError>), policy::PolicyError> {
         let (policies, errors) = policy::load_dir(dir)?;
-        let mut problems: Vec<RegistryError> = errors.into_iter().map(RegistryError::from).collect();
+        let mut problems: Vec<RegistryError> =
+            errors.into_iter().map(RegistryError::from).collect();
         let mut plugins = BTreeMap::new();
         for p in policies {
             match crate::plugin::load(&engine, cache, p) {
@@ -48,7 +49,14 @@ impl Registry {
                 Err(e) => problems.push(e.into()),
             }
         }
-        Ok((Registry { engine, services, plugins }, problems))
+        Ok((
+            Registry {
+                engine,
+                services,
+                plugins,
+            },
+            problems,
+        ))
     }
 
     pub fn get(&self, name: &str) -> Option<&Plugin> {

@@ -40,7 +40,10 @@ impl Response {
         if (200..300).contains(&self.status) {
             Ok(self)
         } else {
-            let snippet: String = String::from_utf8_lossy(&self.body).chars().take(200).collect();
+            let snippet: String = String::from_utf8_lossy(&self.body)
+                .chars()
+                .take(200)
+                .collect();
             Err(Error::Unavailable(format!(
                 "HTTP status {}: {snippet}",
                 self.status
@@ -68,6 +71,9 @@ pub fn request(
     max_body: usize,
 ) -> Result<Response, Error> {
     let target = Target::parse(url)?;
+    // Errors name the endpoint without its query string, which can be long
+    // (PromQL) or sensitive.
+    let url = url.split('?').next().unwrap_or(url);
     let fields = Fields::new();
     for (name, value) in headers {
         fields
@@ -198,7 +204,9 @@ impl Target {
             return Err(bad("missing host"));
         }
         if authority.contains('@') {
-            return Err(bad("credentials in URLs are not allowed; use a granted secret"));
+            return Err(bad(
+                "credentials in URLs are not allowed; use a granted secret",
+            ));
         }
         Ok(Target {
             scheme,

@@ -16,15 +16,15 @@ pub mod bindings;
 pub mod http;
 pub mod params;
 
+pub use bindings::source::export_source;
 pub use bindings::source::exports::runwarden::plugin::source::Guest as SourceGuest;
 pub use bindings::source::runwarden::plugin::types::{
-    ActionPlan, Alert, AlertStatus, Change, Effect, Error, Evidence, EvidenceKind, Outcome, Pair, Risk,
-    SourceInfo, TimeWindow, ToolCall, ToolSpec,
+    ActionPlan, Alert, AlertStatus, Change, Effect, Error, Evidence, EvidenceKind, Outcome, Pair,
+    Risk, SourceInfo, TimeWindow, ToolCall, ToolSpec,
 };
 pub use bindings::source::runwarden::plugin::{config, k8s, log, secrets};
-pub use bindings::tool::exports::runwarden::plugin::tool::Guest as ToolGuest;
-pub use bindings::source::export_source;
 pub use bindings::tool::export_tool;
+pub use bindings::tool::exports::runwarden::plugin::tool::Guest as ToolGuest;
 pub use params::Params;
 
 /// Re-exported so plugins need no direct dependency on `serde_json`.
@@ -80,13 +80,13 @@ impl Error {
     /// The reason carried by the error.
     pub fn reason(&self) -> &str {
         match self {
-            Error::Denied(r) | Error::InvalidInput(r) | Error::Unavailable(r) | Error::Failed(r) => {
-                r
-            }
+            Error::Denied(r)
+            | Error::InvalidInput(r)
+            | Error::Unavailable(r)
+            | Error::Failed(r) => r,
         }
     }
 }
-
 
 /// Writes one structured line into the incident's audit trail.
 pub fn log_info(message: &str, fields: &[(&str, &str)]) {
@@ -97,13 +97,19 @@ pub fn log_info(message: &str, fields: &[(&str, &str)]) {
 /// A required setting from the policy's `[config]` table.
 pub fn config_value(key: &str) -> Result<String> {
     config::get(key).ok_or_else(|| {
-        Error::Unavailable(format!("setting `{key}` is missing from this plugin's policy [config]"))
+        Error::Unavailable(format!(
+            "setting `{key}` is missing from this plugin's policy [config]"
+        ))
     })
 }
 
 /// Replaces `{{name}}` placeholders with `value(name)`; unknown names become
 /// empty strings. `escape` is applied to every substituted value.
-pub fn render_template(template: &str, value: impl Fn(&str) -> Option<String>, escape: impl Fn(&str) -> String) -> String {
+pub fn render_template(
+    template: &str,
+    value: impl Fn(&str) -> Option<String>,
+    escape: impl Fn(&str) -> String,
+) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -169,9 +175,16 @@ mod tests {
         let value = |k: &str| (k == "service").then(|| r#"pay"ment"#.to_string());
         let escape = |s: &str| s.replace('"', r#"\""#);
         assert_eq!(
-            render_template(r#"x{app="{{ service }}",ns="{{namespace}}"}"#, value, escape),
+            render_template(
+                r#"x{app="{{ service }}",ns="{{namespace}}"}"#,
+                value,
+                escape
+            ),
             r#"x{app="pay\"ment",ns=""}"#
         );
-        assert_eq!(render_template("a {{ b", |_| None, |s| s.to_string()), "a {{ b");
+        assert_eq!(
+            render_template("a {{ b", |_| None, |s| s.to_string()),
+            "a {{ b"
+        );
     }
 }

@@ -154,7 +154,9 @@ mod tests {
         let err = p.u32("replicas").err().map(|e| e.message());
         assert_eq!(
             err.as_deref(),
-            Some("invalid-input: scale: argument `replicas` must be a non-negative integer, got a number")
+            Some(
+                "invalid-input: scale: argument `replicas` must be a non-negative integer, got a number"
+            )
         );
         let err = p.str("name").err().map(|e| e.message());
         assert!(err.is_some_and(|e| e.contains("`name` must be a string")));
@@ -177,6 +179,9 @@ mod tests {
     #[test]
     fn rejects_replicas_beyond_u32() {
         let p = Params::parse("t", r#"{"n": 5000000000}"#);
-        assert!(matches!(p.map(|p| p.u32("n")), Ok(Err(Error::InvalidInput(_)))));
+        assert!(matches!(
+            p.map(|p| p.u32("n")),
+            Ok(Err(Error::InvalidInput(_)))
+        ));
     }
 }

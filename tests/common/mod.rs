@@ -20,16 +20,25 @@ pub fn workspace() -> PathBuf {
 
 /// A component built by `scripts/build-plugins.sh`.
 pub fn wasm(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
-    let path = target.join("wasm32-wasip2/plugin").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-plugins.sh (the README's test command does)", path.display());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    let path = target
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh (the README's test command does)",
+        path.display()
+    );
     path
 }
 
 /// One engine per test process, like one per runwarden process.
 pub fn engine() -> Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| runwarden::sandbox::new_engine().expect("engine")).clone()
+    ENGINE
+        .get_or_init(|| runwarden::sandbox::new_engine().expect("engine"))
+        .clone()
 }
 
 /// Shared across test processes so each component compiles once per run.
@@ -92,19 +101,27 @@ names = ["slack-webhook", "cloudflare-token"]
 pub fn hostile(policy_body: &str) -> Plugin {
     let mut body = policy_body.to_string();
     for (table, empty) in [
-        ("[grants.k8s]", "[grants.k8s]\nnamespaces = []\noperations = []\n"),
+        (
+            "[grants.k8s]",
+            "[grants.k8s]\nnamespaces = []\noperations = []\n",
+        ),
         ("[grants.http]", "[grants.http]\nallow = []\n"),
         ("[grants.secrets]", "[grants.secrets]\nnames = []\n"),
         ("[grants.log]", "[grants.log]\n"),
     ] {
         if !body.contains(table) {
-            body.push_str("\n");
+            body.push('\n');
             body.push_str(empty);
         }
     }
-    fixture("hostile_guests", "remediation-tool", HOSTILE_REQUESTS, &body)
-        .load()
-        .expect("hostile guest loads")
+    fixture(
+        "hostile_guests",
+        "remediation-tool",
+        HOSTILE_REQUESTS,
+        &body,
+    )
+    .load()
+    .expect("hostile guest loads")
 }
 
 pub struct World {
@@ -154,7 +171,9 @@ pub async fn serve(body: &'static str) -> TestServer {
 pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static) -> TestServer {
     use http_body_util::Full;
     use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let hits = Arc::new(AtomicUsize::new(0));
     let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -162,15 +181,25 @@ pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static
     let (h, p) = (hits.clone(), paths.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (h, p, respond) = (h.clone(), p.clone(), respond.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
-                    let pq = req.uri().path_and_query().map(|x| x.to_string()).unwrap_or_default();
+                    let pq = req
+                        .uri()
+                        .path_and_query()
+                        .map(|x| x.to_string())
+                        .unwrap_or_default();
                     p.lock().expect("lock").push(pq.clone());
                     let body = respond(&pq);
-                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from(body)))) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

@@ -121,7 +121,9 @@ impl TryFrom<String> for Origin {
             _ => return Err(bad("scheme must be http or https")),
         };
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("credentials do not belong in an origin; grant a secret"));
+            return Err(bad(
+                "credentials do not belong in an origin; grant a secret",
+            ));
         }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             return Err(bad("an origin has no path, query or fragment"));
@@ -135,7 +137,9 @@ impl TryFrom<String> for Origin {
         if host.contains('*') {
             return Err(bad("wildcards are not supported; list each origin"));
         }
-        let port = url.port_or_known_default().ok_or_else(|| bad("missing port"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| bad("missing port"))?;
         Ok(Origin { https, host, port })
     }
 }
@@ -148,13 +152,20 @@ impl<'de> Deserialize<'de> for Origin {
 
 /// The policy check on the origin of a request.
 pub fn check_origin(grant: &HttpGrant, https: bool, host: &str, port: u16) -> Result<(), Denied> {
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     // Compare IP literals by value so "::1" and "0:0::1" are the same origin.
     let same_host = |o: &Origin| match (o.ip_literal(), host.parse::<IpAddr>()) {
         (Some(a), Ok(b)) => canonical(a) == canonical(b),
         _ => o.host == host,
     };
-    if grant.allow.iter().any(|o| o.https == https && o.port == port && same_host(o)) {
+    if grant
+        .allow
+        .iter()
+        .any(|o| o.https == https && o.port == port && same_host(o))
+    {
         Ok(())
     } else {
         let scheme = if https { "https" } else { "http" };
@@ -163,7 +174,12 @@ pub fn check_origin(grant: &HttpGrant, https: bool, host: &str, port: u16) -> Re
             if grant.allow.is_empty() {
                 "none".to_string()
             } else {
-                grant.allow.iter().map(Origin::to_string).collect::<Vec<_>>().join(", ")
+                grant
+                    .allow
+                    .iter()
+                    .map(Origin::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         )))
     }
@@ -179,8 +195,10 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-            let compatible = s[..6].iter().all(|x| *x == 0) && !v6.is_loopback() && !v6.is_unspecified();
+            let embedded =
+                Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+            let compatible =
+                s[..6].iter().all(|x| *x == 0) && !v6.is_loopback() && !v6.is_unspecified();
             let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0);
             if compatible || nat64 {
                 IpAddr::V4(embedded)
@@ -249,7 +267,10 @@ pub fn check_address(grant: &HttpGrant, origin_host: &str, addr: IpAddr) -> Resu
         .trim_end_matches(']')
         .parse::<IpAddr>()
         .is_ok_and(|lit| canonical(lit) == addr);
-    let in_allowed_range = grant.allow_private_cidrs.iter().any(|net| net.contains(&addr));
+    let in_allowed_range = grant
+        .allow_private_cidrs
+        .iter()
+        .any(|net| net.contains(&addr));
     if named_literally || in_allowed_range {
         Ok(())
     } else {
@@ -266,7 +287,13 @@ pub struct HttpCapability {
     pub recorder: Recorder,
 }
 
-type SendResult = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>;
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
 
 impl WasiHttpHooks for HttpCapability {
     fn send_request(
@@ -299,11 +326,17 @@ async fn send_checked(
     };
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let deny = |reason: String, code: HttpError| {
-        recorder.record(Capability::Http, "request", &target, Verdict::Denied(reason));
+        recorder.record(
+            Capability::Http,
+            "request",
+            &target,
+            Verdict::Denied(reason),
+        );
         Err(code)
     };
 
-    if mode == CallMode::ReadOnly && !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if mode == CallMode::ReadOnly && !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+    {
         return deny(
             format!("{method} during a read-only call (describe, plan, gather may only GET)"),
             HttpError::HttpRequestDenied,
@@ -313,19 +346,43 @@ async fn send_checked(
         return deny(reason, HttpError::HttpRequestDenied);
     }
 
-    let connect_timeout = Duration::from_millis(grant.connect_timeout_ms)
-        .min(options.and_then(|o| o.connect_timeout).unwrap_or(Duration::MAX));
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let connect_timeout = Duration::from_millis(grant.connect_timeout_ms).min(
+        options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(Duration::MAX),
+    );
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let addrs: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((bare_host.as_str(), port))).await {
+        Err(_) => match tokio::time::timeout(
+            connect_timeout,
+            tokio::net::lookup_host((bare_host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(found)) => found.collect(),
             Ok(Err(_)) => {
-                recorder.record(Capability::Http, "request", &target, Verdict::Failed(format!("cannot resolve {bare_host}")));
-                return Err(HttpError::DnsError { rcode: None, info_code: None });
+                recorder.record(
+                    Capability::Http,
+                    "request",
+                    &target,
+                    Verdict::Failed(format!("cannot resolve {bare_host}")),
+                );
+                return Err(HttpError::DnsError {
+                    rcode: None,
+                    info_code: None,
+                });
             }
             Err(_) => {
-                recorder.record(Capability::Http, "request", &target, Verdict::Failed("DNS timeout".into()));
+                recorder.record(
+                    Capability::Http,
+                    "request",
+                    &target,
+                    Verdict::Failed("DNS timeout".into()),
+                );
                 return Err(HttpError::DnsTimeout);
             }
         },
@@ -342,7 +399,11 @@ async fn send_checked(
         })
         .collect();
     if allowed.is_empty() {
-        let reason = if refusals.is_empty() { format!("{bare_host} has no addresses") } else { refusals.join("; ") };
+        let reason = if refusals.is_empty() {
+            format!("{bare_host} has no addresses")
+        } else {
+            refusals.join("; ")
+        };
         return deny(reason, HttpError::DestinationIpProhibited);
     }
 
@@ -364,9 +425,18 @@ async fn send_checked(
             Capability::Http,
             "request",
             &target,
-            if resp.status().is_success() { Verdict::Allowed } else { Verdict::Failed(format!("status {}", resp.status())) },
+            if resp.status().is_success() {
+                Verdict::Allowed
+            } else {
+                Verdict::Failed(format!("status {}", resp.status()))
+            },
         ),
-        Err(e) => recorder.record(Capability::Http, "request", &target, Verdict::Failed(format!("{e:?}"))),
+        Err(e) => recorder.record(
+            Capability::Http,
+            "request",
+            &target,
+            Verdict::Failed(format!("{e:?}")),
+        ),
     }
     result
 }
@@ -376,7 +446,10 @@ fn path_only(uri: &http::Uri) -> http::Uri {
     pq.parse().unwrap_or_else(|_| http::Uri::from_static("/"))
 }
 
-async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> Result<tokio::net::TcpStream, HttpError> {
+async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, HttpError> {
     let mut last = HttpError::ConnectionRefused;
     for addr in addrs {
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
@@ -395,12 +468,15 @@ async fn tls_connect(
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|_| HttpError::TlsProtocolError)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|_| HttpError::TlsProtocolError)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
@@ -411,15 +487,22 @@ async fn handshake_and_send<S>(io: TokioIo<S>, request: http::Request<WasiBody>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(HttpError::from)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(HttpError::from)?;
     let io_task: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
         Box::new(async move { conn.await.map_err(HttpError::from) });
     // The connection must be driven while the request is in flight.
     let driver = tokio::spawn(Box::into_pin(io_task));
-    let response = sender.send_request(request).await.map_err(HttpError::from)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(HttpError::from)?;
     let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
     let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
-        driver.await.map_err(|e| HttpError::InternalError(Some(e.to_string())))?
+        driver
+            .await
+            .map_err(|e| HttpError::InternalError(Some(e.to_string())))?
     });
     Ok((response, done))
 }
@@ -430,7 +513,10 @@ mod tests {
 
     fn grant(allow: &[&str], cidrs: &[&str]) -> HttpGrant {
         HttpGrant {
-            allow: allow.iter().filter_map(|o| Origin::try_from(o.to_string()).ok()).collect(),
+            allow: allow
+                .iter()
+                .filter_map(|o| Origin::try_from(o.to_string()).ok())
+                .collect(),
             allow_private_cidrs: cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
             connect_timeout_ms: 1_000,
             total_timeout_ms: 1_000,
@@ -444,8 +530,17 @@ mod tests {
     #[test]
     fn origins_parse_and_normalise() {
         let o = Origin::try_from("HTTPS://API.Cloudflare.com".to_string());
-        assert_eq!(o.map(|o| o.to_string()).ok().as_deref(), Some("https://api.cloudflare.com:443"));
-        for bad in ["ftp://x", "https://u:p@x", "https://x/path", "https://*.example.com", "nonsense"] {
+        assert_eq!(
+            o.map(|o| o.to_string()).ok().as_deref(),
+            Some("https://api.cloudflare.com:443")
+        );
+        for bad in [
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/path",
+            "https://*.example.com",
+            "nonsense",
+        ] {
             assert!(Origin::try_from(bad.to_string()).is_err(), "{bad}");
         }
     }
@@ -459,18 +554,36 @@ mod tests {
         assert!(check_origin(&g, true, "api.example.com", 8443).is_err());
         assert!(check_origin(&g, true, "evil.example.com", 443).is_err());
         assert!(check_origin(&g, false, "127.0.0.1", 9090).is_ok());
-        assert!(check_origin(&g, false, "[::ffff:127.0.0.1]", 9090).is_ok(), "same address, other spelling");
+        assert!(
+            check_origin(&g, false, "[::ffff:127.0.0.1]", 9090).is_ok(),
+            "same address, other spelling"
+        );
     }
 
     #[test]
     fn special_addresses_are_refused_unless_named() {
         let g = grant(&["https://api.example.com"], &[]);
         for addr in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1", "fc00::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::a9fe:a9fe",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
         ] {
-            assert!(check_address(&g, "api.example.com", ip(addr)).is_err(), "{addr} must be refused");
+            assert!(
+                check_address(&g, "api.example.com", ip(addr)).is_err(),
+                "{addr} must be refused"
+            );
         }
         assert!(check_address(&g, "api.example.com", ip("93.184.216.34")).is_ok());
         assert!(check_address(&g, "api.example.com", ip("2606:2800:220:1::1")).is_ok());
@@ -482,13 +595,21 @@ mod tests {
         assert!(check_address(&g, "127.0.0.1", ip("127.0.0.1")).is_ok());
         assert!(check_address(&g, "prometheus.internal", ip("10.20.3.4")).is_ok());
         assert!(check_address(&g, "prometheus.internal", ip("10.21.3.4")).is_err());
-        assert!(check_address(&g, "prometheus.internal", ip("127.0.0.1")).is_err(), "a name pointing at loopback");
+        assert!(
+            check_address(&g, "prometheus.internal", ip("127.0.0.1")).is_err(),
+            "a name pointing at loopback"
+        );
     }
 
     #[test]
     fn request_narrows_origins() {
         let g = grant(&["https://a.example", "https://b.example"], &[]);
-        let r = HttpRequest { origins: Some(vec![Origin::try_from("https://b.example".to_string()).unwrap_or_else(|_| unreachable!())]) };
+        let r = HttpRequest {
+            origins: Some(vec![
+                Origin::try_from("https://b.example".to_string())
+                    .unwrap_or_else(|_| unreachable!()),
+            ]),
+        };
         assert_eq!(g.narrow(&r).allow.len(), 1);
     }
 }

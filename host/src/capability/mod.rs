@@ -174,7 +174,11 @@ impl std::fmt::Display for UngrantedImport {
                 "imports `{}`, which needs the `{cap}` capability; it is not both requested in the manifest and granted by the policy",
                 self.import
             ),
-            None => write!(f, "imports `{}`, which runwarden never provides", self.import),
+            None => write!(
+                f,
+                "imports `{}`, which runwarden never provides",
+                self.import
+            ),
         }
     }
 }

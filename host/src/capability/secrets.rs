@@ -44,7 +44,9 @@ pub fn check_get(grant: &SecretsGrant, name: &str) -> Result<(), Denied> {
     if grant.names.iter().any(|n| n == name) {
         Ok(())
     } else {
-        Err(Denied(format!("secret `{name}` is not granted to this plugin")))
+        Err(Denied(format!(
+            "secret `{name}` is not granted to this plugin"
+        )))
     }
 }
 
@@ -117,7 +119,8 @@ impl Host for SecretsCapability {
                 Ok(value)
             }
             None => {
-                let reason = format!("secret `{name}` is granted but has no value in the host's store");
+                let reason =
+                    format!("secret `{name}` is granted but has no value in the host's store");
                 self.recorder.record(
                     Capability::Secrets,
                     "get",
@@ -153,7 +156,10 @@ mod tests {
         let denied = ungranted.get("slack-webhook".into()).await;
         assert!(matches!(denied, Err(Error::Denied(r)) if r.contains("slack-webhook")));
         let mut granted = cap(&["slack-webhook"]);
-        assert_eq!(granted.get("slack-webhook".into()).await.ok().as_deref(), Some("xoxb-SECRET"));
+        assert_eq!(
+            granted.get("slack-webhook".into()).await.ok().as_deref(),
+            Some("xoxb-SECRET")
+        );
     }
 
     #[tokio::test]
@@ -169,13 +175,20 @@ mod tests {
     #[tokio::test]
     async fn an_absent_name_is_denied_like_a_present_one() {
         let mut c = cap(&[]);
-        assert!(matches!(c.get("does-not-exist".into()).await, Err(Error::Denied(_))));
+        assert!(matches!(
+            c.get("does-not-exist".into()).await,
+            Err(Error::Denied(_))
+        ));
     }
 
     #[test]
     fn narrowing_keeps_only_requested_names() {
-        let g = SecretsGrant { names: vec!["a".into(), "b".into()] };
-        let r = SecretsRequest { names: vec!["b".into(), "c".into()] };
+        let g = SecretsGrant {
+            names: vec!["a".into(), "b".into()],
+        };
+        let r = SecretsRequest {
+            names: vec!["b".into(), "c".into()],
+        };
         assert_eq!(g.narrow(&r).names, vec!["b".to_string()]);
     }
 }

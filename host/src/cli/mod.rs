@@ -1,5 +1,6 @@
 //! Subcommands. Each prints for a person by default and JSON with `--json`.
 
+mod demo;
 mod plugin_cmd;
 mod policy_cmd;
 
@@ -15,13 +16,27 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "runwarden", version, about = "On-call incident response with capability-scoped WebAssembly plugins")]
+#[command(
+    name = "runwarden",
+    version,
+    about = "On-call incident response with capability-scoped WebAssembly plugins"
+)]
 pub struct Cli {
     /// Directory of plugin policies.
-    #[arg(long, global = true, default_value = "policies", env = "RUNWARDEN_POLICIES")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "policies",
+        env = "RUNWARDEN_POLICIES"
+    )]
     policies: PathBuf,
     /// Where compiled components are cached ("off" disables the cache).
-    #[arg(long, global = true, default_value = ".runwarden/cache", env = "RUNWARDEN_CACHE_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".runwarden/cache",
+        env = "RUNWARDEN_CACHE_DIR"
+    )]
     cache_dir: String,
     /// Cluster backend: "sim" (the embedded demo cluster), "sim:FILE" (a
     /// simulated cluster from a JSON state file) or "kube" (a real cluster via
@@ -34,6 +49,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the payment-api incident on the embedded simulated cluster.
+    Demo,
     /// Inspect, list and call plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
@@ -44,6 +61,7 @@ enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Demo => demo::run(&cli).await,
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
         Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
     }
@@ -59,7 +77,9 @@ impl Cli {
     }
 
     /// The cluster backend and, for a simulated one, a handle to save it.
-    async fn cluster(&self) -> anyhow::Result<(Arc<dyn ClusterBackend>, Option<Arc<SimulatedCluster>>)> {
+    async fn cluster(
+        &self,
+    ) -> anyhow::Result<(Arc<dyn ClusterBackend>, Option<Arc<SimulatedCluster>>)> {
         match self.cluster.as_str() {
             "sim" => {
                 let sim = Arc::new(SimulatedCluster::demo());
@@ -67,12 +87,14 @@ impl Cli {
             }
             "kube" => Ok((Arc::new(KubeBackend::connect().await?), None)),
             other => {
-                let path = other
-                    .strip_prefix("sim:")
-                    .with_context(|| format!("--cluster {other:?}: expected sim, sim:FILE or kube"))?;
-                let text = std::fs::read_to_string(path).with_context(|| format!("--cluster: cannot read {path}"))?;
+                let path = other.strip_prefix("sim:").with_context(|| {
+                    format!("--cluster {other:?}: expected sim, sim:FILE or kube")
+                })?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--cluster: cannot read {path}"))?;
                 let sim = Arc::new(
-                    SimulatedCluster::from_json(&text).with_context(|| format!("--cluster: {path} is not a cluster state"))?,
+                    SimulatedCluster::from_json(&text)
+                        .with_context(|| format!("--cluster: {path} is not a cluster state"))?,
                 );
                 Ok((sim.clone(), Some(sim)))
             }

@@ -61,7 +61,12 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
-async fn registry(cli: &Cli) -> anyhow::Result<(Registry, Option<std::sync::Arc<runwarden::capability::k8s::sim::SimulatedCluster>>)> {
+async fn registry(
+    cli: &Cli,
+) -> anyhow::Result<(
+    Registry,
+    Option<std::sync::Arc<runwarden::capability::k8s::sim::SimulatedCluster>>,
+)> {
     let engine = runwarden::sandbox::new_engine()?;
     let (services, sim) = cli.services().await?;
     let (registry, problems) = Registry::load(engine, &cli.cache(), &cli.policies, services)
@@ -79,12 +84,21 @@ fn print_report(report: &CallReport) {
             runwarden::capability::Verdict::Denied(r) => format!("DENIED: {r}"),
             runwarden::capability::Verdict::Failed(r) => format!("failed: {r}"),
         };
-        println!("  {:<8} {:<12} {:<50} {verdict}", c.capability.name(), c.operation, c.target);
+        println!(
+            "  {:<8} {:<12} {:<50} {verdict}",
+            c.capability.name(),
+            c.operation,
+            c.target
+        );
     }
     for l in &report.logs {
         println!("  log      {:<5} {}", l.level, l.message);
     }
-    println!("  ({} µs, {} KiB of memory)", report.elapsed.as_micros(), report.memory_bytes / 1024);
+    println!(
+        "  ({} µs, {} KiB of memory)",
+        report.elapsed.as_micros(),
+        report.memory_bytes / 1024
+    );
 }
 
 fn finish<T: serde::Serialize>(called: Called<T>, json: bool) -> anyhow::Result<ExitCode> {
@@ -105,7 +119,11 @@ fn finish<T: serde::Serialize>(called: Called<T>, json: bool) -> anyhow::Result<
             Err(e) => println!("error: {e}"),
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
@@ -118,21 +136,49 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", inspect::render(&report));
             }
-            Ok(if report.problems.iter().any(|p| !p.starts_with("note:")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if report.problems.iter().any(|p| !p.starts_with("note:")) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         PluginCommand::List => {
             let (registry, _) = registry(cli).await?;
             for p in registry.plugins() {
-                println!("{:<20} {:<16} {}", p.name(), p.kind().to_string(), p.policy.manifest.plugin.description);
+                println!(
+                    "{:<20} {:<16} {}",
+                    p.name(),
+                    p.kind().to_string(),
+                    p.policy.manifest.plugin.description
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Call { plugin, tool, params, dry_run, save_cluster, json } => {
+        PluginCommand::Call {
+            plugin,
+            tool,
+            params,
+            dry_run,
+            save_cluster,
+            json,
+        } => {
             let (registry, sim) = registry(cli).await?;
             let Some(p) = registry.get(plugin) else {
-                bail!("no plugin `{plugin}` in {} (loaded: {})", cli.policies.display(), registry.plugins().map(|p| p.name().to_string()).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "no plugin `{plugin}` in {} (loaded: {})",
+                    cli.policies.display(),
+                    registry
+                        .plugins()
+                        .map(|p| p.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             };
-            let specs = p.describe_tools(&registry.services).await.result.map_err(|e| anyhow::anyhow!("{plugin}: describe: {e}"))?;
+            let specs = p
+                .describe_tools(&registry.services)
+                .await
+                .result
+                .map_err(|e| anyhow::anyhow!("{plugin}: describe: {e}"))?;
             let (call, _spec) = runwarden::toolcall::validate(&specs, tool, params)?;
             let code = if *dry_run {
                 finish(p.plan(&registry.services, &call).await, *json)?
@@ -145,12 +191,26 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(code)
         }
-        PluginCommand::Gather { plugin, alert, labels, window_minutes, json } => {
+        PluginCommand::Gather {
+            plugin,
+            alert,
+            labels,
+            window_minutes,
+            json,
+        } => {
             let (registry, _) = registry(cli).await?;
-            let Some(p) = registry.get(plugin) else { bail!("no plugin `{plugin}` in {}", cli.policies.display()) };
+            let Some(p) = registry.get(plugin) else {
+                bail!("no plugin `{plugin}` in {}", cli.policies.display())
+            };
             let now = now_ms();
-            let mut all_labels = vec![Pair { key: "alertname".into(), value: alert.clone() }];
-            all_labels.extend(labels.iter().map(|(k, v)| Pair { key: k.clone(), value: v.clone() }));
+            let mut all_labels = vec![Pair {
+                key: "alertname".into(),
+                value: alert.clone(),
+            }];
+            all_labels.extend(labels.iter().map(|(k, v)| Pair {
+                key: k.clone(),
+                value: v.clone(),
+            }));
             let alert = Alert {
                 name: alert.clone(),
                 status: AlertStatus::Firing,
@@ -159,7 +219,10 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
                 annotations: vec![],
                 starts_at: now - 5 * 60_000,
             };
-            let window = TimeWindow { start: now - window_minutes * 60_000, end: now };
+            let window = TimeWindow {
+                start: now - window_minutes * 60_000,
+                end: now,
+            };
             finish(p.gather(&registry.services, &alert, window).await, *json)
         }
     }

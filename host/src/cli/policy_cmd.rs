@@ -17,21 +17,40 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Check => {
             let engine = runwarden::sandbox::new_engine()?;
             let (services, _) = cli.services().await?;
-            let (registry, problems) = Registry::load(engine, &cli.cache(), &cli.policies, services)?;
+            let (registry, problems) =
+                Registry::load(engine, &cli.cache(), &cli.policies, services)?;
             for p in registry.plugins() {
-                let caps: Vec<String> = p.policy.effective.names().iter().map(ToString::to_string).collect();
+                let caps: Vec<String> = p
+                    .policy
+                    .effective
+                    .names()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 println!(
                     "ok      {:<20} {:<16} grants: {}",
                     p.name(),
                     p.kind().to_string(),
-                    if caps.is_empty() { "none".into() } else { caps.join(", ") }
+                    if caps.is_empty() {
+                        "none".into()
+                    } else {
+                        caps.join(", ")
+                    }
                 );
             }
             for e in &problems {
                 println!("error   {e}");
             }
-            println!("{} policies ok, {} with errors", registry.plugins().count(), problems.len());
-            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            println!(
+                "{} policies ok, {} with errors",
+                registry.plugins().count(),
+                problems.len()
+            );
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

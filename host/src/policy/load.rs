@@ -160,101 +160,13 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LoadedPolicy>, Vec<PolicyError>), Pol
     Ok((loaded, errors))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).ok();
-        p
-    }
-
-    fn fixture(dir: &Path, policy_extra: &str) -> PathBuf {
-        write(dir, "demo.wasm", "not really wasm");
-        let digest = Sha256Hex::of(b"not really wasm");
-        write(
-            dir,
-            "manifest.toml",
-            "[plugin]\nname = \"demo\"\nkind = \"remediation-tool\"\ndescription = \"d\"\n\n[requests.k8s]\noperations = [\"read\", \"scale\"]\n",
-        );
-        write(
-            dir,
-            "demo.toml",
-            &format!(
-                "[plugin]\nname = \"demo\"\ncomponent = \"demo.wasm\"\nsha256 = \"{digest}\"\nmanifest = \"manifest.toml\"\n{policy_extra}"
-            ),
-        )
-    }
-
-    #[test]
-    fn loads_a_valid_policy_and_intersects_grants() -> Result<(), PolicyError> {
-        let dir = tempfile::tempdir().map_err(|source| PolicyError::Io {
-            path: "tmp".into(),
-            source,
-        })?;
-        let path = fixture(
-            dir.path(),
-            "\n[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\", \"scale\", \"rollback\"]\nmax_replicas = 10\n",
-        );
-        let p = load_policy(&path)?;
-        let k8s = p.effective.k8s.as_ref().map(|g| g.operations.clone());
-        use crate::capability::k8s::Operation::*;
-        assert_eq!(k8s, Some(vec![Read, Scale]), "rollback was granted but not requested");
-        Ok(())
-    }
-
-    #[test]
-    fn unknown_field_names_file_line_and_field() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\"]\nmax_replicas = 3\nallow_everything = true\n");
-        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("demo.toml"), "{err}");
-        assert!(err.contains("line 11"), "{err}");
-        assert!(err.contains("unknown field `allow_everything`"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_are_reported_with_their_line() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        let path = fixture(dir.path(), "\n[limits]\nmemory_mib = 0\n");
-        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("line 8") && err.contains("out of range"), "{err}");
-        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"Not_A_Namespace\"]\noperations = [\"read\"]\nmax_replicas = 3\n");
-        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("line 8") && err.contains("Not_A_Namespace"), "{err}");
-        let path = fixture(dir.path(), "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\", \"drain-node\"]\nmax_replicas = 3\n");
-        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("line 9") && err.contains("drain-node"), "{err}");
-    }
-
-    #[test]
-    fn digest_mismatch_refuses_to_load() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        let path = fixture(dir.path(), "");
-        write(dir.path(), "demo.wasm", "tampered bytes");
-        let err = load_policy(&path);
-        assert!(matches!(err, Err(PolicyError::DigestMismatch { .. })), "{err:?}");
-        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("refusing to load"), "{msg}");
-    }
-
-    #[test]
-    fn manifest_for_another_plugin_is_refused() {
-        let Ok(dir) = tempfile::tempdir() else { return };
-        let path = fixture(dir.path(), "");
-        write(dir.path(), "manifest.toml", "[plugin]\nname = \"other\"\nkind = \"context-source\"\ndescription = \"x\"\n");
-        let err = load_policy(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("manifest") && err.contains("`other`"), "{err}");
-    }
-}
-
 impl LoadedPolicy {
     /// A policy for looking at a bare component: every capability linked with
     /// an empty grant, so any call it makes is denied.
     pub fn for_inspection(component: Vec<u8>, kind: super::PluginKind) -> Self {
         use crate::capability::{http, k8s, log, secrets};
-        let name = super::PluginName::try_from("inspected".to_string()).unwrap_or_else(|_| unreachable!("valid literal"));
+        let name = super::PluginName::try_from("inspected".to_string())
+            .unwrap_or_else(|_| unreachable!("valid literal"));
         let empty = Grants {
             k8s: Some(k8s::K8sGrant {
                 namespaces: vec![],
@@ -297,5 +209,138 @@ impl LoadedPolicy {
             component,
             effective: empty,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).ok();
+        p
+    }
+
+    fn fixture(dir: &Path, policy_extra: &str) -> PathBuf {
+        write(dir, "demo.wasm", "not really wasm");
+        let digest = Sha256Hex::of(b"not really wasm");
+        write(
+            dir,
+            "manifest.toml",
+            "[plugin]\nname = \"demo\"\nkind = \"remediation-tool\"\ndescription = \"d\"\n\n[requests.k8s]\noperations = [\"read\", \"scale\"]\n",
+        );
+        write(
+            dir,
+            "demo.toml",
+            &format!(
+                "[plugin]\nname = \"demo\"\ncomponent = \"demo.wasm\"\nsha256 = \"{digest}\"\nmanifest = \"manifest.toml\"\n{policy_extra}"
+            ),
+        )
+    }
+
+    #[test]
+    fn loads_a_valid_policy_and_intersects_grants() -> Result<(), PolicyError> {
+        let dir = tempfile::tempdir().map_err(|source| PolicyError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let path = fixture(
+            dir.path(),
+            "\n[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\", \"scale\", \"rollback\"]\nmax_replicas = 10\n",
+        );
+        let p = load_policy(&path)?;
+        let k8s = p.effective.k8s.as_ref().map(|g| g.operations.clone());
+        use crate::capability::k8s::Operation::*;
+        assert_eq!(
+            k8s,
+            Some(vec![Read, Scale]),
+            "rollback was granted but not requested"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(
+            dir.path(),
+            "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\"]\nmax_replicas = 3\nallow_everything = true\n",
+        );
+        let err = load_policy(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("demo.toml"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+        assert!(err.contains("unknown field `allow_everything`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_line() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "\n[limits]\nmemory_mib = 0\n");
+        let err = load_policy(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("line 8") && err.contains("out of range"),
+            "{err}"
+        );
+        let path = fixture(
+            dir.path(),
+            "\n[grants.k8s]\nnamespaces = [\"Not_A_Namespace\"]\noperations = [\"read\"]\nmax_replicas = 3\n",
+        );
+        let err = load_policy(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("line 8") && err.contains("Not_A_Namespace"),
+            "{err}"
+        );
+        let path = fixture(
+            dir.path(),
+            "\n[grants.k8s]\nnamespaces = [\"a\"]\noperations = [\"read\", \"drain-node\"]\nmax_replicas = 3\n",
+        );
+        let err = load_policy(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("line 9") && err.contains("drain-node"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn digest_mismatch_refuses_to_load() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "");
+        write(dir.path(), "demo.wasm", "tampered bytes");
+        let err = load_policy(&path);
+        assert!(
+            matches!(err, Err(PolicyError::DigestMismatch { .. })),
+            "{err:?}"
+        );
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("refusing to load"), "{msg}");
+    }
+
+    #[test]
+    fn manifest_for_another_plugin_is_refused() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = fixture(dir.path(), "");
+        write(
+            dir.path(),
+            "manifest.toml",
+            "[plugin]\nname = \"other\"\nkind = \"context-source\"\ndescription = \"x\"\n",
+        );
+        let err = load_policy(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("manifest") && err.contains("`other`"), "{err}");
     }
 }

@@ -228,7 +228,10 @@ impl std::fmt::Display for Sha256Hex {
 impl<'de> Deserialize<'de> for Sha256Hex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Sha256Hex(s))
         } else {
             Err(serde::de::Error::custom(format!(

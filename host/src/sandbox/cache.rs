@@ -59,7 +59,9 @@ impl CompileCache {
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        CompileCache { dir: Some(dir.into()) }
+        CompileCache {
+            dir: Some(dir.into()),
+        }
     }
 
     fn path_for(&self, engine: &Engine, wasm_sha256: &str) -> Option<PathBuf> {
@@ -70,7 +72,12 @@ impl CompileCache {
 
     /// Loads the compiled component from the cache, or compiles and stores it.
     /// Cache I/O problems are logged and fall back to compiling.
-    pub fn load(&self, engine: &Engine, wasm: &[u8], wasm_sha256: &str) -> Result<(Component, Origin), CacheError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        wasm_sha256: &str,
+    ) -> Result<(Component, Origin), CacheError> {
         let path = self.path_for(engine, wasm_sha256);
         if let Some(path) = &path
             && path.exists()
@@ -81,10 +88,13 @@ impl CompileCache {
             // owner-only by this process.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(c) => return Ok((c, Origin::Cached)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e}")
+                }
             }
         }
-        let component = Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
+        let component =
+            Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
         if let Some(path) = &path {
             store(path, &component);
         }
@@ -97,7 +107,9 @@ fn store(path: &Path, component: &Component) {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)
@@ -109,10 +121,54 @@ fn store(path: &Path, component: &Component) {
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// sha256 of bytes as hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAT: &str = r#"(component (core module (func (export "f"))))"#;
+
+    #[test]
+    fn the_second_load_comes_from_the_cache() -> Result<(), Box<dyn std::error::Error>> {
+        let engine = crate::sandbox::new_engine()?;
+        let dir = tempfile::tempdir()?;
+        let cache = CompileCache::at(dir.path().join("cache"));
+        let wasm = wat::parse_str(WAT)?;
+        let digest = sha256_hex(&wasm);
+        assert_eq!(cache.load(&engine, &wasm, &digest)?.1, Origin::Compiled);
+        assert_eq!(cache.load(&engine, &wasm, &digest)?.1, Origin::Cached);
+        let entries = std::fs::read_dir(dir.path().join("cache"))?.count();
+        assert_eq!(entries, 1, "one artifact, no temp files left");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("cache"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "cache dir is owner-only");
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_ignored_and_recompiled() -> Result<(), Box<dyn std::error::Error>> {
+        let engine = crate::sandbox::new_engine()?;
+        let dir = tempfile::tempdir()?;
+        let cache = CompileCache::at(dir.path());
+        let wasm = wat::parse_str(WAT)?;
+        let digest = sha256_hex(&wasm);
+        cache.load(&engine, &wasm, &digest)?;
+        for entry in std::fs::read_dir(dir.path())? {
+            std::fs::write(entry?.path(), b"garbage")?;
+        }
+        assert_eq!(cache.load(&engine, &wasm, &digest)?.1, Origin::Compiled);
+        Ok(())
+    }
 }

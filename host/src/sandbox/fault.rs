@@ -49,10 +49,16 @@ pub fn classify(err: &wasmtime::Error, memory_refused: bool, limit_mib: u64) -> 
         Some(wasmtime::Trap::Interrupt) => PluginFault::Timeout { limit_ms: 0 },
         Some(wasmtime::Trap::StackOverflow) => PluginFault::StackOverflow,
         Some(_) if memory_refused => PluginFault::MemoryLimit { limit_mib },
-        Some(trap) => PluginFault::Trap { reason: trap.to_string() },
+        Some(trap) => PluginFault::Trap {
+            reason: trap.to_string(),
+        },
         None if memory_refused => PluginFault::MemoryLimit { limit_mib },
         None => PluginFault::Trap {
-            reason: format!("{err:#}").lines().next().unwrap_or("unknown").to_string(),
+            reason: format!("{err:#}")
+                .lines()
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
         },
     }
 }

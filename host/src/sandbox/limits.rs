@@ -27,7 +27,12 @@ impl MemoryBudget {
 }
 
 impl wasmtime::ResourceLimiter for MemoryBudget {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let extra = desired.saturating_sub(current);
         match self.used_bytes.checked_add(extra) {
             Some(total) if total <= self.limit_bytes => {
@@ -41,7 +46,12 @@ impl wasmtime::ResourceLimiter for MemoryBudget {
         }
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired <= self.table_elements_limit {
             Ok(true)
         } else {
@@ -70,7 +80,10 @@ mod tests {
     fn the_budget_is_shared_by_all_memories() -> wasmtime::Result<()> {
         let mut b = MemoryBudget::new(10 << 20);
         assert!(b.memory_growing(0, 6 << 20, None)?, "first memory");
-        assert!(!b.memory_growing(0, 6 << 20, None)?, "second memory would exceed the total");
+        assert!(
+            !b.memory_growing(0, 6 << 20, None)?,
+            "second memory would exceed the total"
+        );
         assert!(b.refused);
         assert!(b.memory_growing(0, 4 << 20, None)?);
         assert_eq!(b.used_bytes(), 10 << 20);

@@ -69,11 +69,18 @@ fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .map(drop)
-        .unwrap_or_else(|e| tracing::error!("cannot start the epoch ticker: {e}; calls will hit their deadline at once"));
+        .unwrap_or_else(|e| {
+            tracing::error!(
+                "cannot start the epoch ticker: {e}; calls will hit their deadline at once"
+            )
+        });
 }
 
 /// Epoch ticks for a wall-clock deadline (at least one).
 pub fn deadline_ticks(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_millis().max(1);
-    u64::try_from(timeout.as_millis() / tick).unwrap_or(u64::MAX).max(1) + 1
+    u64::try_from(timeout.as_millis() / tick)
+        .unwrap_or(u64::MAX)
+        .max(1)
+        + 1
 }

@@ -5,7 +5,7 @@ use crate::capability::config::PluginConfig;
 use crate::capability::http::{HttpCapability, HttpGrant};
 use crate::capability::k8s::{ClusterBackend, K8sCapability, K8sGrant};
 use crate::capability::log::LogCapability;
-use crate::capability::secrets::{SecretStore, SecretsCapability, SecretsGrant};
+use crate::capability::secrets::{SecretStore, SecretsCapability};
 use crate::capability::{CallMode, Grants, Recorder};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl PluginState {
                 recorder: recorder.clone(),
             },
             secrets: SecretsCapability {
-                grant: grants.secrets.clone().unwrap_or_else(SecretsGrant::default),
+                grant: grants.secrets.clone().unwrap_or_default(),
                 store: services.secrets.clone(),
                 recorder: recorder.clone(),
             },

@@ -6,7 +6,9 @@
 
 use runwarden_sdk::k8s;
 use runwarden_sdk::serde_json::json;
-use runwarden_sdk::{Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, evidence};
+use runwarden_sdk::{
+    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, evidence,
+};
 use std::collections::BTreeMap;
 
 struct K8sChanges;
@@ -15,8 +17,13 @@ impl SourceGuest for K8sChanges {
     fn describe() -> SourceInfo {
         SourceInfo {
             name: "k8s-changes".into(),
-            description: "Recent rollouts, warning events and pod restarts of the alert's deployment".into(),
-            provides: vec![EvidenceKind::ChangeEvent, EvidenceKind::K8sEvent, EvidenceKind::Note],
+            description:
+                "Recent rollouts, warning events and pod restarts of the alert's deployment".into(),
+            provides: vec![
+                EvidenceKind::ChangeEvent,
+                EvidenceKind::K8sEvent,
+                EvidenceKind::Note,
+            ],
         }
     }
 
@@ -28,14 +35,20 @@ impl SourceGuest for K8sChanges {
         let name = ["deployment", "service", "app"]
             .iter()
             .find_map(|k| alert.label(k))
-            .ok_or_else(|| Error::InvalidInput("alert has no `deployment`, `service` or `app` label".into()))?
+            .ok_or_else(|| {
+                Error::InvalidInput("alert has no `deployment`, `service` or `app` label".into())
+            })?
             .to_string();
         let mut out = Vec::new();
 
         let history = k8s::rollout_history(&ns, &name)?;
         for rev in history.iter().filter(|r| r.created_at >= window.start) {
             let before = (alert.starts_at - rev.created_at) / 60_000;
-            let when = if before >= 0 { format!("{before} min before the alert") } else { format!("{} min after the alert", -before) };
+            let when = if before >= 0 {
+                format!("{before} min before the alert")
+            } else {
+                format!("{} min after the alert", -before)
+            };
             out.push(evidence(
                 EvidenceKind::ChangeEvent,
                 format!(
@@ -51,18 +64,26 @@ impl SourceGuest for K8sChanges {
         }
 
         let pods = k8s::list_pods(&ns, None)?;
-        let ours: Vec<&k8s::Pod> = pods.iter().filter(|p| p.deployment.as_deref() == Some(name.as_str())).collect();
+        let ours: Vec<&k8s::Pod> = pods
+            .iter()
+            .filter(|p| p.deployment.as_deref() == Some(name.as_str()))
+            .collect();
         let pod_names: Vec<&str> = ours.iter().map(|p| p.name.as_str()).collect();
         let mut warnings: BTreeMap<String, (u32, String)> = BTreeMap::new();
         for e in k8s::list_events(&ns, None)? {
             let about_us = e.object_name == name || pod_names.contains(&e.object_name.as_str());
             if about_us && e.event_type == "Warning" && e.last_seen >= window.start {
-                let entry = warnings.entry(e.reason.clone()).or_insert((0, e.message.clone()));
+                let entry = warnings
+                    .entry(e.reason.clone())
+                    .or_insert((0, e.message.clone()));
                 entry.0 += e.count;
             }
         }
         if !warnings.is_empty() {
-            let parts: Vec<String> = warnings.iter().map(|(r, (n, _))| format!("{r} x{n}")).collect();
+            let parts: Vec<String> = warnings
+                .iter()
+                .map(|(r, (n, _))| format!("{r} x{n}"))
+                .collect();
             out.push(evidence(
                 EvidenceKind::K8sEvent,
                 format!("warning events for {ns}/{name}: {}", parts.join(", ")),

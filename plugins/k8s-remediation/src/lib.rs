@@ -25,7 +25,9 @@ impl ToolGuest for K8sRemediation {
                 "required": ["namespace", "name"],
                 "additionalProperties": false
             });
-            if let (Some(props), Some(more)) = (schema["properties"].as_object_mut(), extra.as_object()) {
+            if let (Some(props), Some(more)) =
+                (schema["properties"].as_object_mut(), extra.as_object())
+            {
                 props.extend(more.clone());
             }
             schema
@@ -35,7 +37,14 @@ impl ToolGuest for K8sRemediation {
             req.push(json!("replicas"));
         }
         vec![
-            tool_spec("scale_deployment", "Set a deployment's replica count.", scale, Effect::Mutate, Risk::Medium, true),
+            tool_spec(
+                "scale_deployment",
+                "Set a deployment's replica count.",
+                scale,
+                Effect::Mutate,
+                Risk::Medium,
+                true,
+            ),
             tool_spec(
                 "rollback_deployment",
                 "Roll a deployment back to an earlier revision (the previous one unless to_revision is given).",
@@ -62,19 +71,37 @@ impl ToolGuest for K8sRemediation {
         let change = match call.tool.as_str() {
             "scale_deployment" => {
                 let replicas = p.u32("replicas")?;
-                change(&current, "scale", current.replicas.to_string(), replicas.to_string())
+                change(
+                    &current,
+                    "scale",
+                    current.replicas.to_string(),
+                    replicas.to_string(),
+                )
             }
             "rollback_deployment" => {
                 let to = rollback_target(&current, p.opt_u64("to_revision")?)?;
-                change(&current, "roll back", format!("revision {}", current.revision), format!("revision {to}"))
+                change(
+                    &current,
+                    "roll back",
+                    format!("revision {}", current.revision),
+                    format!("revision {to}"),
+                )
             }
             "restart_pods" => {
                 let pods = pods_to_restart(&current, p.opt_u64("max_pods")?)?;
-                change(&current, "restart pods", pods.join(", "), "recreated by the controller".into())
+                change(
+                    &current,
+                    "restart pods",
+                    pods.join(", "),
+                    "recreated by the controller".into(),
+                )
             }
             other => return Err(unknown_tool(other)),
         };
-        Ok(ActionPlan { summary: change.description.clone(), changes: vec![change] })
+        Ok(ActionPlan {
+            summary: change.description.clone(),
+            changes: vec![change],
+        })
     }
 
     fn execute(call: ToolCall) -> Result<Outcome> {
@@ -84,32 +111,57 @@ impl ToolGuest for K8sRemediation {
         let (change, detail) = match call.tool.as_str() {
             "scale_deployment" => {
                 let after = k8s::scale_deployment(ns, name, p.u32("replicas")?)?;
-                let c = change(&before, "scaled", before.replicas.to_string(), after.replicas.to_string());
+                let c = change(
+                    &before,
+                    "scaled",
+                    before.replicas.to_string(),
+                    after.replicas.to_string(),
+                );
                 (c, json!({"replicas": after.replicas}))
             }
             "rollback_deployment" => {
                 let to = rollback_target(&before, p.opt_u64("to_revision")?)?;
                 let after = k8s::rollback_deployment(ns, name, Some(to))?;
-                let c = change(&before, "rolled back", format!("revision {}", before.revision), format!("revision {}", after.revision));
-                (c, json!({"from_revision": before.revision, "to_revision": to, "images": after.images}))
+                let c = change(
+                    &before,
+                    "rolled back",
+                    format!("revision {}", before.revision),
+                    format!("revision {}", after.revision),
+                );
+                (
+                    c,
+                    json!({"from_revision": before.revision, "to_revision": to, "images": after.images}),
+                )
             }
             "restart_pods" => {
                 let pods = pods_to_restart(&before, p.opt_u64("max_pods")?)?;
                 let deleted = k8s::delete_pods(ns, &pods)?;
-                let c = change(&before, "restarted pods", pods.join(", "), format!("{deleted} deleted"));
+                let c = change(
+                    &before,
+                    "restarted pods",
+                    pods.join(", "),
+                    format!("{deleted} deleted"),
+                );
                 (c, json!({"deleted": deleted, "pods": pods}))
             }
             other => return Err(unknown_tool(other)),
         };
         log_info(&change.description, &[("tool", &call.tool)]);
-        Ok(Outcome { summary: change.description.clone(), changes: vec![change], detail_json: detail.to_string() })
+        Ok(Outcome {
+            summary: change.description.clone(),
+            changes: vec![change],
+            detail_json: detail.to_string(),
+        })
     }
 }
 
 fn change(d: &Deployment, verb: &str, before: String, after: String) -> Change {
     Change {
         target: format!("deployment {}/{}", d.namespace, d.name),
-        description: format!("{verb} deployment {}/{}: {before} -> {after}", d.namespace, d.name),
+        description: format!(
+            "{verb} deployment {}/{}: {before} -> {after}",
+            d.namespace, d.name
+        ),
         before: Some(before),
         after: Some(after),
     }
@@ -119,17 +171,29 @@ fn change(d: &Deployment, verb: &str, before: String, after: String) -> Change {
 fn rollback_target(d: &Deployment, asked: Option<u64>) -> Result<u64> {
     let history = k8s::rollout_history(&d.namespace, &d.name)?;
     let target = match asked {
-        Some(rev) => history.iter().find(|r| r.revision == rev).map(|r| r.revision),
-        None => history.iter().map(|r| r.revision).filter(|r| *r < d.revision).max(),
+        Some(rev) => history
+            .iter()
+            .find(|r| r.revision == rev)
+            .map(|r| r.revision),
+        None => history
+            .iter()
+            .map(|r| r.revision)
+            .filter(|r| *r < d.revision)
+            .max(),
     };
     match target {
         Some(rev) if rev != d.revision => Ok(rev),
-        Some(_) => Err(Error::InvalidInput(format!("revision {} is already current", d.revision))),
+        Some(_) => Err(Error::InvalidInput(format!(
+            "revision {} is already current",
+            d.revision
+        ))),
         None => Err(Error::InvalidInput(format!(
             "no earlier revision of {}/{} to roll back to{}",
             d.namespace,
             d.name,
-            asked.map(|r| format!(" (asked for {r})")).unwrap_or_default()
+            asked
+                .map(|r| format!(" (asked for {r})"))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -141,7 +205,10 @@ fn pods_to_restart(d: &Deployment, max: Option<u64>) -> Result<Vec<String>> {
         .map(|p| p.name)
         .collect();
     if pods.is_empty() {
-        return Err(Error::Failed(format!("deployment {}/{} has no pods", d.namespace, d.name)));
+        return Err(Error::Failed(format!(
+            "deployment {}/{} has no pods",
+            d.namespace, d.name
+        )));
     }
     pods.sort();
     if let Some(max) = max {

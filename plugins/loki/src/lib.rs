@@ -12,14 +12,24 @@
 
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
-    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config, config_value,
-    evidence, http, render_template,
+    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config,
+    config_value, evidence, http, render_template,
 };
 use std::collections::BTreeMap;
 
 struct Loki;
 
-const ERROR_WORDS: [&str; 9] = ["error", "exception", "fatal", "panic", "outofmemory", "oom", "timeout", "refused", "killed"];
+const ERROR_WORDS: [&str; 9] = [
+    "error",
+    "exception",
+    "fatal",
+    "panic",
+    "outofmemory",
+    "oom",
+    "timeout",
+    "refused",
+    "killed",
+];
 const MAX_LINE: usize = 400;
 const TOP: usize = 5;
 
@@ -27,7 +37,9 @@ impl SourceGuest for Loki {
     fn describe() -> SourceInfo {
         SourceInfo {
             name: "loki".into(),
-            description: "Log lines around the alert from Loki, grouped into patterns with errors first".into(),
+            description:
+                "Log lines around the alert from Loki, grouped into patterns with errors first"
+                    .into(),
             provides: vec![EvidenceKind::LogLines],
         }
     }
@@ -35,8 +47,14 @@ impl SourceGuest for Loki {
     fn gather(alert: Alert, window: TimeWindow) -> Result<Vec<Evidence>> {
         let base = config_value("url")?;
         let template = config_value("query")?;
-        let limit = config::get("limit").and_then(|s| s.parse::<u32>().ok()).unwrap_or(1000);
-        let query = render_template(&template, |k| alert.label(k).map(str::to_string), escape_logql);
+        let limit = config::get("limit")
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1000);
+        let query = render_template(
+            &template,
+            |k| alert.label(k).map(str::to_string),
+            escape_logql,
+        );
         let url = format!(
             "{}/loki/api/v1/query_range?query={}&start={}&end={}&limit={limit}&direction=backward",
             base.trim_end_matches('/'),
@@ -44,7 +62,9 @@ impl SourceGuest for Loki {
             window.start.saturating_mul(1_000_000),
             window.end.saturating_mul(1_000_000),
         );
-        let body = http::get(&url, &[("accept", "application/json")])?.success()?.json()?;
+        let body = http::get(&url, &[("accept", "application/json")])?
+            .success()?
+            .json()?;
         if body["status"] != "success" {
             return Err(Error::Failed(format!("Loki answered {}", body["error"])));
         }
@@ -69,7 +89,7 @@ fn collect_lines(body: &Value) -> Vec<(i64, String)> {
             Some((ns / 1_000_000, v.get(1)?.as_str()?.to_string()))
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|line| std::cmp::Reverse(line.0));
     out
 }
 
@@ -115,11 +135,13 @@ fn clip(s: &str) -> String {
 fn summarize(query: &str, lines: &[(i64, String)]) -> Evidence {
     let mut groups: BTreeMap<String, (usize, bool, String, i64)> = BTreeMap::new();
     for (t, line) in lines {
-        let e = groups.entry(pattern(line)).or_insert((0, is_error(line), clip(line), *t));
+        let e = groups
+            .entry(pattern(line))
+            .or_insert((0, is_error(line), clip(line), *t));
         e.0 += 1;
     }
     let mut ranked: Vec<(String, (usize, bool, String, i64))> = groups.into_iter().collect();
-    ranked.sort_by(|a, b| (b.1.1, b.1.0).cmp(&(a.1.1, a.1.0)));
+    ranked.sort_by_key(|(_, (count, error, _, _))| std::cmp::Reverse((*error, *count)));
     let errors = lines.iter().filter(|(_, l)| is_error(l)).count();
     let summary = match ranked.first() {
         None => format!("no log lines for {query}"),

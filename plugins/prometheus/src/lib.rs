@@ -12,8 +12,8 @@
 
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
-    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config, config_value,
-    evidence, http, render_template,
+    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config,
+    config_value, evidence, http, render_template,
 };
 
 struct Prometheus;
@@ -26,7 +26,9 @@ impl SourceGuest for Prometheus {
     fn describe() -> SourceInfo {
         SourceInfo {
             name: "prometheus".into(),
-            description: "Metric series around the alert from Prometheus, with baseline and change point".into(),
+            description:
+                "Metric series around the alert from Prometheus, with baseline and change point"
+                    .into(),
             provides: vec![EvidenceKind::MetricSeries],
         }
     }
@@ -38,13 +40,22 @@ impl SourceGuest for Prometheus {
         let queries = queries
             .as_array()
             .ok_or_else(|| Error::InvalidInput("config `queries` must be a JSON array".into()))?;
-        let step = config::get("step_seconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(15).max(1);
+        let step = config::get("step_seconds")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(15)
+            .max(1);
         let mut out = Vec::new();
         for q in queries {
             let (Some(name), Some(template)) = (q["name"].as_str(), q["promql"].as_str()) else {
-                return Err(Error::InvalidInput("each query needs `name` and `promql` strings".into()));
+                return Err(Error::InvalidInput(
+                    "each query needs `name` and `promql` strings".into(),
+                ));
             };
-            let promql = render_template(template, |k| alert.label(k).map(str::to_string), escape_promql);
+            let promql = render_template(
+                template,
+                |k| alert.label(k).map(str::to_string),
+                escape_promql,
+            );
             let url = format!(
                 "{}/api/v1/query_range?query={}&start={}&end={}&step={step}",
                 base.trim_end_matches('/'),
@@ -52,13 +63,26 @@ impl SourceGuest for Prometheus {
                 window.start / 1000,
                 window.end / 1000,
             );
-            let body = http::get(&url, &[("accept", "application/json")])?.success()?.json()?;
+            let body = http::get(&url, &[("accept", "application/json")])?
+                .success()?
+                .json()?;
             if body["status"] != "success" {
-                return Err(Error::Failed(format!("{name}: Prometheus answered {}", body["error"])));
+                return Err(Error::Failed(format!(
+                    "{name}: Prometheus answered {}",
+                    body["error"]
+                )));
             }
-            let series = body["data"]["result"].as_array().cloned().unwrap_or_default();
+            let series = body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if series.is_empty() {
-                out.push(evidence(EvidenceKind::Note, format!("{name}: no data for {promql}"), &json!({"query": promql}), None));
+                out.push(evidence(
+                    EvidenceKind::Note,
+                    format!("{name}: no data for {promql}"),
+                    &json!({"query": promql}),
+                    None,
+                ));
             }
             for s in series.iter().take(MAX_SERIES) {
                 out.push(summarize(name, &promql, s, alert.starts_at));
@@ -70,7 +94,9 @@ impl SourceGuest for Prometheus {
 
 /// Escapes a label value for use inside a double-quoted PromQL string.
 fn escape_promql(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn points(series: &Value) -> Vec<(i64, f64)> {
@@ -92,10 +118,23 @@ fn summarize(name: &str, promql: &str, series: &Value, alert_start: i64) -> Evid
     let pts = points(series);
     let labels = series["metric"].clone();
     let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
-        return evidence(EvidenceKind::Note, format!("{name}: series without numeric points"), &json!({"query": promql}), None);
+        return evidence(
+            EvidenceKind::Note,
+            format!("{name}: series without numeric points"),
+            &json!({"query": promql}),
+            None,
+        );
     };
-    let before: Vec<f64> = pts.iter().filter(|(t, _)| *t < alert_start).map(|p| p.1).collect();
-    let baseline_source = if before.is_empty() { &pts[..pts.len().div_ceil(3)] } else { &[] };
+    let before: Vec<f64> = pts
+        .iter()
+        .filter(|(t, _)| *t < alert_start)
+        .map(|p| p.1)
+        .collect();
+    let baseline_source = if before.is_empty() {
+        &pts[..pts.len().div_ceil(3)]
+    } else {
+        &[]
+    };
     let baseline = if before.is_empty() {
         mean(&baseline_source.iter().map(|p| p.1).collect::<Vec<_>>())
     } else {
@@ -103,25 +142,58 @@ fn summarize(name: &str, promql: &str, series: &Value, alert_start: i64) -> Evid
     };
     let peak = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
     let now = last.1;
-    let threshold = if baseline.abs() < 1e-9 { peak / 2.0 } else { baseline * 2.0 };
-    let changed = pts.iter().find(|(_, v)| *v > threshold && *v > baseline).map(|p| p.0);
-    let changed_txt = changed.map(|t| format!(", rose at {} UTC", clock(t))).unwrap_or_default();
-    let summary = format!("{name}: {} -> {} (peak {}){changed_txt}", fmt(baseline), fmt(now), fmt(peak));
+    let threshold = if baseline.abs() < 1e-9 {
+        peak / 2.0
+    } else {
+        baseline * 2.0
+    };
+    let changed = pts
+        .iter()
+        .find(|(_, v)| *v > threshold && *v > baseline)
+        .map(|p| p.0);
+    let changed_txt = changed
+        .map(|t| format!(", rose at {} UTC", clock(t)))
+        .unwrap_or_default();
+    let summary = format!(
+        "{name}: {} -> {} (peak {}){changed_txt}",
+        fmt(baseline),
+        fmt(now),
+        fmt(peak)
+    );
     let stride = pts.len().div_ceil(MAX_POINTS).max(1);
-    let sampled: Vec<Value> = pts.iter().step_by(stride).map(|(t, v)| json!([t, v])).collect();
+    let sampled: Vec<Value> = pts
+        .iter()
+        .step_by(stride)
+        .map(|(t, v)| json!([t, v]))
+        .collect();
     let body = json!({
         "query": promql, "labels": labels, "baseline": baseline, "now": now, "peak": peak,
         "changed_at": changed, "points": sampled,
     });
-    evidence(EvidenceKind::MetricSeries, summary, &body, Some((first.0, last.0)))
+    evidence(
+        EvidenceKind::MetricSeries,
+        summary,
+        &body,
+        Some((first.0, last.0)),
+    )
 }
 
 fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }
 
 fn fmt(v: f64) -> String {
-    if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.4}") }
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// HH:MM:SS of a Unix-ms timestamp, UTC.

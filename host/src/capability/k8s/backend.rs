@@ -33,11 +33,26 @@ pub trait ClusterBackend: Send + Sync {
     async fn list_deployments(&self, ns: &str) -> Result<Vec<Deployment>, BackendError>;
     async fn list_pods(&self, ns: &str, selector: Option<&str>) -> Result<Vec<Pod>, BackendError>;
     async fn rollout_history(&self, ns: &str, name: &str) -> Result<Vec<Revision>, BackendError>;
-    async fn list_events(&self, ns: &str, object: Option<&str>) -> Result<Vec<Event>, BackendError>;
-    async fn scale_deployment(&self, ns: &str, name: &str, replicas: u32) -> Result<Deployment, BackendError>;
-    async fn rollback_deployment(&self, ns: &str, name: &str, to: Option<u64>) -> Result<Deployment, BackendError>;
+    async fn list_events(&self, ns: &str, object: Option<&str>)
+    -> Result<Vec<Event>, BackendError>;
+    async fn scale_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        replicas: u32,
+    ) -> Result<Deployment, BackendError>;
+    async fn rollback_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        to: Option<u64>,
+    ) -> Result<Deployment, BackendError>;
     async fn delete_pods(&self, ns: &str, names: &[String]) -> Result<u32, BackendError>;
-    async fn annotate(&self, target: &ObjectRef, annotations: &[(String, String)]) -> Result<(), BackendError>;
+    async fn annotate(
+        &self,
+        target: &ObjectRef,
+        annotations: &[(String, String)],
+    ) -> Result<(), BackendError>;
 }
 
 /// Parses an equality-only label selector ("a=b,c=d").
@@ -49,9 +64,15 @@ pub fn parse_selector(selector: &str) -> Result<Vec<(String, String)>, BackendEr
             let (k, v) = term
                 .split_once("==")
                 .or_else(|| term.split_once('='))
-                .ok_or_else(|| BackendError::Invalid(format!("label selector term {term:?}: only key=value is supported")))?;
+                .ok_or_else(|| {
+                    BackendError::Invalid(format!(
+                        "label selector term {term:?}: only key=value is supported"
+                    ))
+                })?;
             if k.contains('!') {
-                return Err(BackendError::Invalid(format!("label selector term {term:?}: only key=value is supported")));
+                return Err(BackendError::Invalid(format!(
+                    "label selector term {term:?}: only key=value is supported"
+                )));
             }
             Ok((k.trim().to_string(), v.trim().to_string()))
         })

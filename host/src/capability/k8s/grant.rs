@@ -44,7 +44,8 @@ impl TryFrom<String> for Namespace {
     fn try_from(s: String) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
@@ -99,7 +100,9 @@ impl K8sGrant {
     /// Narrow the grant to what the plugin requested.
     pub fn narrow(&self, request: &K8sRequest) -> K8sGrant {
         let mut narrowed = self.clone();
-        narrowed.operations.retain(|op| request.operations.contains(op));
+        narrowed
+            .operations
+            .retain(|op| request.operations.contains(op));
         if let Some(wanted) = &request.namespaces {
             narrowed.namespaces.retain(|ns| wanted.contains(ns));
         }
@@ -121,7 +124,11 @@ impl K8sGrant {
             let granted: Vec<&str> = self.namespaces.iter().map(Namespace::as_str).collect();
             return Err(Denied(format!(
                 "namespace `{namespace}` is not granted (granted: {})",
-                if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
+                if granted.is_empty() {
+                    "none".to_string()
+                } else {
+                    granted.join(", ")
+                }
             )));
         }
         Ok(())
@@ -190,7 +197,9 @@ mod tests {
     fn namespace_outside_the_grant_is_denied() {
         assert!(check_read(&grant(), "payments").is_ok());
         let err = check_read(&grant(), "kube-system");
-        assert!(matches!(err, Err(Denied(r)) if r.contains("kube-system") && r.contains("payments")));
+        assert!(
+            matches!(err, Err(Denied(r)) if r.contains("kube-system") && r.contains("payments"))
+        );
     }
 
     #[test]

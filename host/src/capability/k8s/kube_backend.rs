@@ -25,9 +25,9 @@ impl KubeBackend {
     /// Connects with the usual kube-rs inference: `KUBECONFIG`, `~/.kube/config`
     /// or the in-cluster service account.
     pub async fn connect() -> Result<Self, BackendError> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("cannot configure a Kubernetes client: {e}")))?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            BackendError::Unavailable(format!("cannot configure a Kubernetes client: {e}"))
+        })?;
         Ok(KubeBackend { client })
     }
 
@@ -39,11 +39,22 @@ impl KubeBackend {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    async fn replica_sets_of(&self, ns: &str, name: &str) -> Result<(KDeployment, Vec<ReplicaSet>), BackendError> {
-        let d = self.deployments(ns).get(name).await.map_err(|e| map_err(e, "deployment", ns, name))?;
+    async fn replica_sets_of(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<(KDeployment, Vec<ReplicaSet>), BackendError> {
+        let d = self
+            .deployments(ns)
+            .get(name)
+            .await
+            .map_err(|e| map_err(e, "deployment", ns, name))?;
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let rs: Api<ReplicaSet> = Api::namespaced(self.client.clone(), ns);
-        let list = rs.list(&ListParams::default()).await.map_err(|e| map_err(e, "replicasets", ns, name))?;
+        let list = rs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| map_err(e, "replicasets", ns, name))?;
         let owned = list
             .items
             .into_iter()
@@ -60,18 +71,30 @@ impl KubeBackend {
 
 fn map_err(e: kube::Error, what: &str, ns: &str, name: &str) -> BackendError {
     match e {
-        kube::Error::Api(resp) if resp.code == 404 => BackendError::NotFound(format!("{what} {ns}/{name}")),
+        kube::Error::Api(resp) if resp.code == 404 => {
+            BackendError::NotFound(format!("{what} {ns}/{name}"))
+        }
         kube::Error::Api(resp) if resp.code == 422 || resp.code == 400 => {
             BackendError::Invalid(format!("{what} {ns}/{name}: {}", resp.message))
         }
-        kube::Error::Api(resp) => BackendError::Failed(format!("{what} {ns}/{name}: {} ({})", resp.message, resp.code)),
+        kube::Error::Api(resp) => BackendError::Failed(format!(
+            "{what} {ns}/{name}: {} ({})",
+            resp.message, resp.code
+        )),
         other => BackendError::Unavailable(format!("{what} {ns}/{name}: {other}")),
     }
 }
 
 fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<Pair> {
-    map.map(|m| m.iter().map(|(k, v)| Pair { key: k.clone(), value: v.clone() }).collect())
-        .unwrap_or_default()
+    map.map(|m| {
+        m.iter()
+            .map(|(k, v)| Pair {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn revision_of(meta: &kube::api::ObjectMeta) -> u64 {
@@ -90,12 +113,20 @@ fn to_deployment(d: &KDeployment) -> Deployment {
     let spec = d.spec.as_ref();
     let images = spec
         .and_then(|s| s.template.spec.as_ref())
-        .map(|p| p.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
         .unwrap_or_default();
     Deployment {
-        namespace: d.metadata.namespace.clone().expect("response"),
-        name: d.metadata.name.clone().expect("response"),
-        replicas: spec.and_then(|s| s.replicas).and_then(|r| u32::try_from(r).ok()).unwrap_or(1),
+        namespace: d.metadata.namespace.clone().unwrap_or_default(),
+        name: d.metadata.name.clone().unwrap_or_default(),
+        replicas: spec
+            .and_then(|s| s.replicas)
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(1),
         ready_replicas: d
             .status
             .as_ref()
@@ -111,7 +142,9 @@ fn to_deployment(d: &KDeployment) -> Deployment {
 fn to_pod(p: &KPod) -> Pod {
     let status = p.status.as_ref();
     let containers = status.and_then(|s| s.container_statuses.as_ref());
-    let restarts = containers.map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum()).unwrap_or(0);
+    let restarts = containers
+        .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
+        .unwrap_or(0);
     let last_reason = containers.and_then(|cs| {
         cs.iter()
             .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())
@@ -123,14 +156,18 @@ fn to_pod(p: &KPod) -> Pod {
     let deployment = p.metadata.owner_references.as_ref().and_then(|o| {
         o.iter().find(|o| o.kind == "ReplicaSet").map(|o| {
             // ReplicaSet names are "<deployment>-<pod-template-hash>".
-            o.name.rsplit_once('-').map_or(o.name.clone(), |(d, _)| d.to_string())
+            o.name
+                .rsplit_once('-')
+                .map_or(o.name.clone(), |(d, _)| d.to_string())
         })
     });
     Pod {
-        namespace: p.metadata.namespace.clone().expect("response"),
-        name: p.metadata.name.clone().expect("response"),
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
         deployment,
-        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
         ready,
         restarts,
         last_termination_reason: last_reason,
@@ -149,18 +186,29 @@ fn api_resource(kind: &str) -> Option<ApiResource> {
         "Ingress" => ("networking.k8s.io", "v1", "ingresses"),
         _ => return None,
     };
-    Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural))
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        plural,
+    ))
 }
 
 #[async_trait::async_trait]
 impl ClusterBackend for KubeBackend {
     async fn get_deployment(&self, ns: &str, name: &str) -> Result<Deployment, BackendError> {
-        let d = self.deployments(ns).get(name).await.map_err(|e| map_err(e, "deployment", ns, name))?;
+        let d = self
+            .deployments(ns)
+            .get(name)
+            .await
+            .map_err(|e| map_err(e, "deployment", ns, name))?;
         Ok(to_deployment(&d))
     }
 
     async fn list_deployments(&self, ns: &str) -> Result<Vec<Deployment>, BackendError> {
-        let list = self.deployments(ns).list(&ListParams::default()).await.map_err(|e| map_err(e, "deployments", ns, "*"))?;
+        let list = self
+            .deployments(ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| map_err(e, "deployments", ns, "*"))?;
         Ok(list.items.iter().map(to_deployment).collect())
     }
 
@@ -170,7 +218,10 @@ impl ClusterBackend for KubeBackend {
         if let Some(sel) = selector {
             lp = lp.labels(sel);
         }
-        let list = api.list(&lp).await.map_err(|e| map_err(e, "pods", ns, "*"))?;
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| map_err(e, "pods", ns, "*"))?;
         Ok(list.items.iter().map(to_pod).collect())
     }
 
@@ -185,49 +236,79 @@ impl ClusterBackend for KubeBackend {
                     .as_ref()
                     .and_then(|s| s.template.as_ref())
                     .and_then(|t| t.spec.as_ref())
-                    .map(|p| p.containers.iter().filter_map(|c| c.image.clone()).collect())
-                    .expect("response"),
+                    .map(|p| {
+                        p.containers
+                            .iter()
+                            .filter_map(|c| c.image.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 created_at: ms(rs.metadata.creation_timestamp.as_ref()),
-                change_cause: rs.metadata.annotations.as_ref().and_then(|a| a.get(CHANGE_CAUSE).cloned()),
+                change_cause: rs
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(CHANGE_CAUSE).cloned()),
             })
             .collect();
         revs.sort_by_key(|r| r.revision);
         Ok(revs)
     }
 
-    async fn list_events(&self, ns: &str, object: Option<&str>) -> Result<Vec<Event>, BackendError> {
+    async fn list_events(
+        &self,
+        ns: &str,
+        object: Option<&str>,
+    ) -> Result<Vec<Event>, BackendError> {
         let api: Api<KEvent> = Api::namespaced(self.client.clone(), ns);
         let mut lp = ListParams::default();
         if let Some(o) = object {
             lp = lp.fields(&format!("involvedObject.name={o}"));
         }
-        let list = api.list(&lp).await.map_err(|e| map_err(e, "events", ns, object.unwrap_or("*")))?;
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| map_err(e, "events", ns, object.unwrap_or("*")))?;
         Ok(list
             .items
             .iter()
             .map(|e| Event {
                 namespace: ns.to_string(),
-                object_kind: e.involved_object.kind.clone().expect("response"),
-                object_name: e.involved_object.name.clone().expect("response"),
-                event_type: e.type_.clone().expect("response"),
-                reason: e.reason.clone().expect("response"),
-                message: e.message.clone().expect("response"),
+                object_kind: e.involved_object.kind.clone().unwrap_or_default(),
+                object_name: e.involved_object.name.clone().unwrap_or_default(),
+                event_type: e.type_.clone().unwrap_or_default(),
+                reason: e.reason.clone().unwrap_or_default(),
+                message: e.message.clone().unwrap_or_default(),
                 count: e.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
                 last_seen: ms(e.last_timestamp.as_ref()),
             })
             .collect())
     }
 
-    async fn scale_deployment(&self, ns: &str, name: &str, replicas: u32) -> Result<Deployment, BackendError> {
+    async fn scale_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        replicas: u32,
+    ) -> Result<Deployment, BackendError> {
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
         self.deployments(ns)
-            .patch_scale(name, &PatchParams::apply("runwarden"), &Patch::Merge(&patch))
+            .patch_scale(
+                name,
+                &PatchParams::apply("runwarden"),
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(|e| map_err(e, "deployment", ns, name))?;
         self.get_deployment(ns, name).await
     }
 
-    async fn rollback_deployment(&self, ns: &str, name: &str, to: Option<u64>) -> Result<Deployment, BackendError> {
+    async fn rollback_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        to: Option<u64>,
+    ) -> Result<Deployment, BackendError> {
         let (d, sets) = self.replica_sets_of(ns, name).await?;
         let current = revision_of(&d.metadata);
         let target = match to {
@@ -237,7 +318,11 @@ impl ClusterBackend for KubeBackend {
                 .filter(|rs| revision_of(&rs.metadata) < current)
                 .max_by_key(|rs| revision_of(&rs.metadata)),
         }
-        .ok_or_else(|| BackendError::Invalid(format!("deployment {ns}/{name} has no revision to roll back to")))?;
+        .ok_or_else(|| {
+            BackendError::Invalid(format!(
+                "deployment {ns}/{name} has no revision to roll back to"
+            ))
+        })?;
         let mut template = target
             .spec
             .as_ref()
@@ -258,17 +343,31 @@ impl ClusterBackend for KubeBackend {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), ns);
         let mut deleted = 0;
         for name in names {
-            api.delete(name, &DeleteParams::default()).await.map_err(|e| map_err(e, "pod", ns, name))?;
+            api.delete(name, &DeleteParams::default())
+                .await
+                .map_err(|e| map_err(e, "pod", ns, name))?;
             deleted += 1;
         }
         Ok(deleted)
     }
 
-    async fn annotate(&self, target: &ObjectRef, annotations: &[(String, String)]) -> Result<(), BackendError> {
-        let ar = api_resource(&target.kind)
-            .ok_or_else(|| BackendError::Invalid(format!("annotating kind `{}` is not supported", target.kind)))?;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &target.namespace, &ar);
-        let map: BTreeMap<&str, &str> = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    async fn annotate(
+        &self,
+        target: &ObjectRef,
+        annotations: &[(String, String)],
+    ) -> Result<(), BackendError> {
+        let ar = api_resource(&target.kind).ok_or_else(|| {
+            BackendError::Invalid(format!(
+                "annotating kind `{}` is not supported",
+                target.kind
+            ))
+        })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &target.namespace, &ar);
+        let map: BTreeMap<&str, &str> = annotations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let patch = serde_json::json!({"metadata": {"annotations": map}});
         api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -305,7 +404,9 @@ mod tests {
         let server = tokio::spawn(async move {
             let mut seen = Vec::new();
             for _ in 0..2 {
-                let Some((req, send)) = handle.next_request().await else { break };
+                let Some((req, send)) = handle.next_request().await else {
+                    break;
+                };
                 seen.push(format!("{} {}", req.method(), req.uri().path()));
                 let body = if req.uri().path().ends_with("/scale") {
                     serde_json::json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
@@ -314,7 +415,11 @@ mod tests {
                 } else {
                     deployment_json(5)
                 };
-                send.send_response(Response::builder().body(Body::from(body.to_string().into_bytes())).expect("response"));
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(body.to_string().into_bytes()))
+                        .expect("response"),
+                );
             }
             seen
         });
@@ -339,7 +444,10 @@ mod tests {
                 let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                     "message": "deployments.apps \"nope\" not found", "reason": "NotFound", "code": 404});
                 send.send_response(
-                    Response::builder().status(404).body(Body::from(status.to_string().into_bytes())).expect("response"),
+                    Response::builder()
+                        .status(404)
+                        .body(Body::from(status.to_string().into_bytes()))
+                        .expect("response"),
                 );
             }
         });

@@ -83,19 +83,33 @@ impl K8sCapability {
 }
 
 impl Host for K8sCapability {
-    async fn get_deployment(&mut self, namespace: String, name: String) -> Result<Deployment, Error> {
+    async fn get_deployment(
+        &mut self,
+        namespace: String,
+        name: String,
+    ) -> Result<Deployment, Error> {
         let target = format!("deployment {namespace}/{name}");
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded("read", target, check, backend.get_deployment(&namespace, &name))
-            .await
+        self.guarded(
+            "read",
+            target,
+            check,
+            backend.get_deployment(&namespace, &name),
+        )
+        .await
     }
 
     async fn list_deployments(&mut self, namespace: String) -> Result<Vec<Deployment>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded("read", format!("deployments in {namespace}"), check, backend.list_deployments(&namespace))
-            .await
+        self.guarded(
+            "read",
+            format!("deployments in {namespace}"),
+            check,
+            backend.list_deployments(&namespace),
+        )
+        .await
     }
 
     async fn list_pods(
@@ -114,7 +128,11 @@ impl Host for K8sCapability {
         .await
     }
 
-    async fn rollout_history(&mut self, namespace: String, deployment: String) -> Result<Vec<Revision>, Error> {
+    async fn rollout_history(
+        &mut self,
+        namespace: String,
+        deployment: String,
+    ) -> Result<Vec<Revision>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
         self.guarded(
@@ -126,7 +144,11 @@ impl Host for K8sCapability {
         .await
     }
 
-    async fn list_events(&mut self, namespace: String, object_name: Option<String>) -> Result<Vec<Event>, Error> {
+    async fn list_events(
+        &mut self,
+        namespace: String,
+        object_name: Option<String>,
+    ) -> Result<Vec<Event>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
         self.guarded(
@@ -138,7 +160,12 @@ impl Host for K8sCapability {
         .await
     }
 
-    async fn scale_deployment(&mut self, namespace: String, name: String, replicas: u32) -> Result<Deployment, Error> {
+    async fn scale_deployment(
+        &mut self,
+        namespace: String,
+        name: String,
+        replicas: u32,
+    ) -> Result<Deployment, Error> {
         let check = check_scale(&self.grant, &namespace, replicas);
         let backend = self.backend.clone();
         self.guarded(
@@ -171,16 +198,26 @@ impl Host for K8sCapability {
     async fn delete_pods(&mut self, namespace: String, names: Vec<String>) -> Result<u32, Error> {
         let check = check_delete_pods(&self.grant, &namespace, names.len());
         let backend = self.backend.clone();
-        let target = format!("{} pod(s) in {namespace}: {}", names.len(), names.join(", "));
-        self.guarded("delete-pods", target, check, backend.delete_pods(&namespace, &names))
-            .await
+        let target = format!(
+            "{} pod(s) in {namespace}: {}",
+            names.len(),
+            names.join(", ")
+        );
+        self.guarded(
+            "delete-pods",
+            target,
+            check,
+            backend.delete_pods(&namespace, &names),
+        )
+        .await
     }
 
     async fn annotate(&mut self, target: ObjectRef, annotations: Vec<Pair>) -> Result<(), Error> {
         let check = check_annotate(&self.grant, &target.namespace, &target.kind);
         let backend = self.backend.clone();
         let what = format!("{} {}/{}", target.kind, target.namespace, target.name);
-        let pairs: Vec<(String, String)> = annotations.into_iter().map(|p| (p.key, p.value)).collect();
+        let pairs: Vec<(String, String)> =
+            annotations.into_iter().map(|p| (p.key, p.value)).collect();
         self.guarded("annotate", what, check, backend.annotate(&target, &pairs))
             .await
     }
@@ -191,7 +228,10 @@ mod tests {
     use super::*;
     use crate::bindings::k8s::Host;
 
-    fn capability(grant: &str, mode: CallMode) -> Option<(K8sCapability, Arc<sim::SimulatedCluster>)> {
+    fn capability(
+        grant: &str,
+        mode: CallMode,
+    ) -> Option<(K8sCapability, Arc<sim::SimulatedCluster>)> {
         let grant: K8sGrant = toml::from_str(grant).ok()?;
         let cluster = Arc::new(sim::SimulatedCluster::demo());
         Some((
@@ -220,17 +260,29 @@ max_pods_per_action = 2
         let Some((mut denied, cluster)) = capability(NARROW, CallMode::Mutating) else {
             unreachable!("grant parses")
         };
-        let r = denied.scale_deployment("payments".into(), "payment-api".into(), 4).await;
-        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("payments")), "{r:?}");
+        let r = denied
+            .scale_deployment("payments".into(), "payment-api".into(), 4)
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("payments")),
+            "{r:?}"
+        );
         let d = cluster.deployment("payments", "payment-api");
         assert_eq!(d.map(|d| d.replicas), Some(3), "no side effect");
 
         let Some((mut allowed, cluster)) = capability(WIDE, CallMode::Mutating) else {
             unreachable!("grant parses")
         };
-        let r = allowed.scale_deployment("payments".into(), "payment-api".into(), 4).await;
+        let r = allowed
+            .scale_deployment("payments".into(), "payment-api".into(), 4)
+            .await;
         assert_eq!(r.ok().map(|d| d.replicas), Some(4));
-        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(4));
+        assert_eq!(
+            cluster
+                .deployment("payments", "payment-api")
+                .map(|d| d.replicas),
+            Some(4)
+        );
     }
 
     #[tokio::test]
@@ -238,9 +290,19 @@ max_pods_per_action = 2
         let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
             unreachable!("grant parses")
         };
-        let r = cap.scale_deployment("payments".into(), "payment-api".into(), 11).await;
-        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_replicas")), "{r:?}");
-        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.replicas), Some(3));
+        let r = cap
+            .scale_deployment("payments".into(), "payment-api".into(), 11)
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_replicas")),
+            "{r:?}"
+        );
+        assert_eq!(
+            cluster
+                .deployment("payments", "payment-api")
+                .map(|d| d.replicas),
+            Some(3)
+        );
         let calls = cap.recorder.take();
         assert!(matches!(calls.as_slice(), [c] if matches!(c.verdict, Verdict::Denied(_))));
     }
@@ -253,7 +315,10 @@ max_pods_per_action = 2
         let pods: Vec<String> = cluster.pod_names("payments");
         assert!(pods.len() >= 3);
         let r = cap.delete_pods("payments".into(), pods.clone()).await;
-        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_pods_per_action")), "{r:?}");
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("max_pods_per_action")),
+            "{r:?}"
+        );
         assert_eq!(cluster.pod_names("payments"), pods, "no pod deleted");
         let r = cap.delete_pods("payments".into(), pods[..2].to_vec()).await;
         assert_eq!(r.ok(), Some(2));
@@ -261,13 +326,68 @@ max_pods_per_action = 2
     }
 
     #[tokio::test]
+    async fn annotate_is_denied_for_ungranted_kinds_then_allowed() {
+        let grant = format!("{WIDE}annotate_kinds = []\n")
+            .replace(r#""delete-pods"]"#, r#""delete-pods", "annotate"]"#);
+        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let target = ObjectRef {
+            kind: "Certificate".into(),
+            namespace: "payments".into(),
+            name: "payment-api-tls".into(),
+        };
+        let renew = vec![Pair {
+            key: "cert-manager.io/issue-temporary-certificate".into(),
+            value: "true".into(),
+        }];
+        let r = cap.annotate(target.clone(), renew.clone()).await;
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("Certificate")),
+            "{r:?}"
+        );
+        assert_eq!(
+            cluster
+                .annotations("Certificate", "payments", "payment-api-tls")
+                .map(|a| a.len()),
+            Some(0)
+        );
+
+        let grant = grant.replace("annotate_kinds = []", r#"annotate_kinds = ["Certificate"]"#);
+        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        assert!(cap.annotate(target, renew).await.is_ok());
+        assert_eq!(
+            cluster
+                .annotations("Certificate", "payments", "payment-api-tls")
+                .map(|a| a.len()),
+            Some(1)
+        );
+    }
+
+    #[tokio::test]
     async fn read_only_calls_cannot_mutate_even_with_a_grant() {
         let Some((mut cap, cluster)) = capability(WIDE, CallMode::ReadOnly) else {
             unreachable!("grant parses")
         };
-        let r = cap.rollback_deployment("payments".into(), "payment-api".into(), None).await;
-        assert!(matches!(&r, Err(Error::Denied(reason)) if reason.contains("read-only")), "{r:?}");
-        assert_eq!(cluster.deployment("payments", "payment-api").map(|d| d.revision), Some(2));
-        assert!(cap.get_deployment("payments".into(), "payment-api".into()).await.is_ok());
+        let r = cap
+            .rollback_deployment("payments".into(), "payment-api".into(), None)
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("read-only")),
+            "{r:?}"
+        );
+        assert_eq!(
+            cluster
+                .deployment("payments", "payment-api")
+                .map(|d| d.revision),
+            Some(2)
+        );
+        assert!(
+            cap.get_deployment("payments".into(), "payment-api".into())
+                .await
+                .is_ok()
+        );
     }
 }

@@ -150,14 +150,26 @@ impl SimulatedCluster {
 
     /// Test helper: pod names in a namespace, sorted.
     pub fn pod_names(&self, ns: &str) -> Vec<String> {
-        let Ok(s) = self.state.lock() else { return vec![] };
-        let mut names: Vec<String> = s.pods.iter().filter(|p| p.namespace == ns).map(|p| p.name.clone()).collect();
+        let Ok(s) = self.state.lock() else {
+            return vec![];
+        };
+        let mut names: Vec<String> = s
+            .pods
+            .iter()
+            .filter(|p| p.namespace == ns)
+            .map(|p| p.name.clone())
+            .collect();
         names.sort();
         names
     }
 
     /// Test helper: an object's annotations.
-    pub fn annotations(&self, kind: &str, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+    pub fn annotations(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>> {
         let s = self.state.lock().ok()?;
         s.objects
             .iter()
@@ -184,7 +196,10 @@ impl SimulatedCluster {
 
 fn pairs(map: &BTreeMap<String, String>) -> Vec<Pair> {
     map.iter()
-        .map(|(k, v)| Pair { key: k.clone(), value: v.clone() })
+        .map(|(k, v)| Pair {
+            key: k.clone(),
+            value: v.clone(),
+        })
         .collect()
 }
 
@@ -197,7 +212,9 @@ fn to_deployment(d: &SimDeployment, pods: &[SimPod]) -> Deployment {
         .unwrap_or_default();
     let ready = pods
         .iter()
-        .filter(|p| p.namespace == d.namespace && p.deployment.as_deref() == Some(&d.name) && p.ready)
+        .filter(|p| {
+            p.namespace == d.namespace && p.deployment.as_deref() == Some(&d.name) && p.ready
+        })
         .count();
     Deployment {
         namespace: d.namespace.clone(),
@@ -251,7 +268,8 @@ impl ClusterState {
             .find(|d| d.namespace == ns && d.name == name)
             .map(|d| d.labels.clone())
             .unwrap_or_default();
-        self.pods.retain(|p| !(p.namespace == ns && p.deployment.as_deref() == Some(name)));
+        self.pods
+            .retain(|p| !(p.namespace == ns && p.deployment.as_deref() == Some(name)));
         for i in 0..count {
             self.pods.push(fresh_pod(ns, name, &labels, suffix, i));
         }
@@ -271,7 +289,13 @@ impl ClusterState {
     }
 }
 
-fn fresh_pod(ns: &str, deployment: &str, labels: &BTreeMap<String, String>, suffix: u64, i: u32) -> SimPod {
+fn fresh_pod(
+    ns: &str,
+    deployment: &str,
+    labels: &BTreeMap<String, String>,
+    suffix: u64,
+    i: u32,
+) -> SimPod {
     SimPod {
         namespace: ns.to_string(),
         name: format!("{deployment}-g{suffix}-{i}"),
@@ -298,11 +322,18 @@ impl ClusterBackend for SimulatedCluster {
 
     async fn list_deployments(&self, ns: &str) -> Result<Vec<Deployment>, BackendError> {
         let s = self.lock()?;
-        Ok(s.deployments.iter().filter(|d| d.namespace == ns).map(|d| to_deployment(d, &s.pods)).collect())
+        Ok(s.deployments
+            .iter()
+            .filter(|d| d.namespace == ns)
+            .map(|d| to_deployment(d, &s.pods))
+            .collect())
     }
 
     async fn list_pods(&self, ns: &str, selector: Option<&str>) -> Result<Vec<Pod>, BackendError> {
-        let terms = selector.map(parse_selector).transpose()?.unwrap_or_default();
+        let terms = selector
+            .map(parse_selector)
+            .transpose()?
+            .unwrap_or_default();
         let s = self.lock()?;
         Ok(s.pods
             .iter()
@@ -333,7 +364,11 @@ impl ClusterBackend for SimulatedCluster {
         Ok(revs)
     }
 
-    async fn list_events(&self, ns: &str, object: Option<&str>) -> Result<Vec<Event>, BackendError> {
+    async fn list_events(
+        &self,
+        ns: &str,
+        object: Option<&str>,
+    ) -> Result<Vec<Event>, BackendError> {
         let s = self.lock()?;
         Ok(s.events
             .iter()
@@ -351,7 +386,12 @@ impl ClusterBackend for SimulatedCluster {
             .collect())
     }
 
-    async fn scale_deployment(&self, ns: &str, name: &str, replicas: u32) -> Result<Deployment, BackendError> {
+    async fn scale_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        replicas: u32,
+    ) -> Result<Deployment, BackendError> {
         let suffix = self.next_suffix();
         let mut s = self.lock()?;
         let d = s.deployment_mut(ns, name)?;
@@ -372,31 +412,67 @@ impl ClusterBackend for SimulatedCluster {
                 s.pods.remove(i);
             }
         } else {
-            let labels = s.deployments.iter().find(|d| d.namespace == ns && d.name == name).map(|d| d.labels.clone()).unwrap_or_default();
+            let labels = s
+                .deployments
+                .iter()
+                .find(|d| d.namespace == ns && d.name == name)
+                .map(|d| d.labels.clone())
+                .unwrap_or_default();
             for i in have..replicas {
                 s.pods.push(fresh_pod(ns, name, &labels, suffix, i));
             }
         }
-        s.event(ns, "Deployment", name, "ScalingReplicaSet", format!("Scaled from {old} to {replicas} replicas"));
-        let d = s.deployments.iter().find(|d| d.namespace == ns && d.name == name).ok_or_else(|| not_found("deployment", ns, name))?;
+        s.event(
+            ns,
+            "Deployment",
+            name,
+            "ScalingReplicaSet",
+            format!("Scaled from {old} to {replicas} replicas"),
+        );
+        let d = s
+            .deployments
+            .iter()
+            .find(|d| d.namespace == ns && d.name == name)
+            .ok_or_else(|| not_found("deployment", ns, name))?;
         Ok(to_deployment(d, &s.pods))
     }
 
-    async fn rollback_deployment(&self, ns: &str, name: &str, to: Option<u64>) -> Result<Deployment, BackendError> {
+    async fn rollback_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+        to: Option<u64>,
+    ) -> Result<Deployment, BackendError> {
         let suffix = self.next_suffix();
         let mut s = self.lock()?;
         let d = s.deployment_mut(ns, name)?;
         let current = d.revision;
         let target = match to {
             Some(rev) => d.revisions.iter().find(|r| r.revision == rev),
-            None => d.revisions.iter().filter(|r| r.revision < current).max_by_key(|r| r.revision),
+            None => d
+                .revisions
+                .iter()
+                .filter(|r| r.revision < current)
+                .max_by_key(|r| r.revision),
         }
         .cloned()
-        .ok_or_else(|| BackendError::Invalid(format!("deployment {ns}/{name} has no revision to roll back to")))?;
+        .ok_or_else(|| {
+            BackendError::Invalid(format!(
+                "deployment {ns}/{name} has no revision to roll back to"
+            ))
+        })?;
         if target.revision == current {
-            return Err(BackendError::Invalid(format!("revision {current} is already current")));
+            return Err(BackendError::Invalid(format!(
+                "revision {current} is already current"
+            )));
         }
-        let new_revision = d.revisions.iter().map(|r| r.revision).max().unwrap_or(current) + 1;
+        let new_revision = d
+            .revisions
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .unwrap_or(current)
+            + 1;
         d.revisions.retain(|r| r.revision != target.revision);
         d.revisions.push(SimRevision {
             revision: new_revision,
@@ -407,15 +483,28 @@ impl ClusterBackend for SimulatedCluster {
         d.revision = new_revision;
         let replicas = d.replicas;
         s.replace_pods(ns, name, replicas, suffix);
-        s.event(ns, "Deployment", name, "DeploymentRollback", format!("Rolled back to revision {}", target.revision));
-        let d = s.deployments.iter().find(|d| d.namespace == ns && d.name == name).ok_or_else(|| not_found("deployment", ns, name))?;
+        s.event(
+            ns,
+            "Deployment",
+            name,
+            "DeploymentRollback",
+            format!("Rolled back to revision {}", target.revision),
+        );
+        let d = s
+            .deployments
+            .iter()
+            .find(|d| d.namespace == ns && d.name == name)
+            .ok_or_else(|| not_found("deployment", ns, name))?;
         Ok(to_deployment(d, &s.pods))
     }
 
     async fn delete_pods(&self, ns: &str, names: &[String]) -> Result<u32, BackendError> {
         let suffix = self.next_suffix();
         let mut s = self.lock()?;
-        if let Some(missing) = names.iter().find(|n| !s.pods.iter().any(|p| p.namespace == ns && &p.name == *n)) {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !s.pods.iter().any(|p| p.namespace == ns && &p.name == *n))
+        {
             return Err(not_found("pod", ns, missing));
         }
         let mut deleted = 0u32;
@@ -430,27 +519,55 @@ impl ClusterBackend for SimulatedCluster {
         });
         for (i, (owner, labels)) in recreate.into_iter().enumerate() {
             if let Some(owner) = owner {
-                s.pods.push(fresh_pod(ns, &owner, &labels, suffix, u32::try_from(i).unwrap_or(u32::MAX)));
+                s.pods.push(fresh_pod(
+                    ns,
+                    &owner,
+                    &labels,
+                    suffix,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                ));
             }
         }
         for name in names {
-            s.event(ns, "Pod", name, "Killing", "Stopping container (deleted by runwarden)".into());
+            s.event(
+                ns,
+                "Pod",
+                name,
+                "Killing",
+                "Stopping container (deleted by runwarden)".into(),
+            );
         }
         Ok(deleted)
     }
 
-    async fn annotate(&self, target: &ObjectRef, annotations: &[(String, String)]) -> Result<(), BackendError> {
+    async fn annotate(
+        &self,
+        target: &ObjectRef,
+        annotations: &[(String, String)],
+    ) -> Result<(), BackendError> {
         let mut s = self.lock()?;
         let obj = s
             .objects
             .iter_mut()
-            .find(|o| o.kind == target.kind && o.namespace == target.namespace && o.name == target.name)
+            .find(|o| {
+                o.kind == target.kind && o.namespace == target.namespace && o.name == target.name
+            })
             .ok_or_else(|| not_found(&target.kind, &target.namespace, &target.name))?;
         for (k, v) in annotations {
             obj.annotations.insert(k.clone(), v.clone());
         }
-        let (ns, kind, name) = (target.namespace.clone(), target.kind.clone(), target.name.clone());
-        s.event(&ns, &kind, &name, "Annotated", format!("{} annotation(s) set", annotations.len()));
+        let (ns, kind, name) = (
+            target.namespace.clone(),
+            target.kind.clone(),
+            target.name.clone(),
+        );
+        s.event(
+            &ns,
+            &kind,
+            &name,
+            "Annotated",
+            format!("{} annotation(s) set", annotations.len()),
+        );
         Ok(())
     }
 }
@@ -462,22 +579,37 @@ mod tests {
     #[test]
     fn the_embedded_demo_cluster_parses() {
         let parsed: Result<ClusterState, _> = serde_json::from_str(DEMO_STATE);
-        assert!(parsed.as_ref().is_ok_and(|s| !s.deployments.is_empty()), "{parsed:?}");
+        assert!(
+            parsed.as_ref().is_ok_and(|s| !s.deployments.is_empty()),
+            "{parsed:?}"
+        );
     }
 
     #[tokio::test]
-    async fn rollback_reactivates_the_previous_template_under_a_new_revision() -> Result<(), BackendError> {
+    async fn rollback_reactivates_the_previous_template_under_a_new_revision()
+    -> Result<(), BackendError> {
         let c = SimulatedCluster::demo();
         let before = c.get_deployment("payments", "payment-api").await?;
         assert_eq!(before.revision, 2);
-        let after = c.rollback_deployment("payments", "payment-api", None).await?;
+        let after = c
+            .rollback_deployment("payments", "payment-api", None)
+            .await?;
         assert_eq!(after.revision, 3);
         let history = c.rollout_history("payments", "payment-api").await?;
         let revs: Vec<u64> = history.iter().map(|r| r.revision).collect();
         assert_eq!(revs, vec![2, 3]);
-        assert_eq!(after.images, history[0..1].iter().map(|_| "registry.example/payment-api:1.41.0".to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            after.images,
+            history[0..1]
+                .iter()
+                .map(|_| "registry.example/payment-api:1.41.0".to_string())
+                .collect::<Vec<_>>()
+        );
         let pods = c.list_pods("payments", Some("app=payment-api")).await?;
-        assert!(pods.iter().all(|p| p.restarts == 0 && p.last_termination_reason.is_none()));
+        assert!(
+            pods.iter()
+                .all(|p| p.restarts == 0 && p.last_termination_reason.is_none())
+        );
         Ok(())
     }
 
@@ -487,18 +619,37 @@ mod tests {
         let d = c.scale_deployment("payments", "payment-api", 5).await?;
         // One of the three existing pods is ready; the two new ones are.
         assert_eq!((d.replicas, d.ready_replicas), (5, 3));
-        assert_eq!(c.list_pods("payments", Some("app=payment-api")).await?.len(), 5);
+        assert_eq!(
+            c.list_pods("payments", Some("app=payment-api"))
+                .await?
+                .len(),
+            5
+        );
         let d = c.scale_deployment("payments", "payment-api", 1).await?;
         assert_eq!(d.replicas, 1);
-        assert_eq!(c.list_pods("payments", Some("app=payment-api")).await?.len(), 1);
+        assert_eq!(
+            c.list_pods("payments", Some("app=payment-api"))
+                .await?
+                .len(),
+            1
+        );
         Ok(())
     }
 
     #[tokio::test]
     async fn unknown_objects_are_not_found() {
         let c = SimulatedCluster::demo();
-        assert!(matches!(c.get_deployment("payments", "nope").await, Err(BackendError::NotFound(_))));
-        assert!(matches!(c.delete_pods("payments", &["nope".into()]).await, Err(BackendError::NotFound(_))));
-        assert!(matches!(c.list_pods("payments", Some("app!=x")).await, Err(BackendError::Invalid(_))));
+        assert!(matches!(
+            c.get_deployment("payments", "nope").await,
+            Err(BackendError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.delete_pods("payments", &["nope".into()]).await,
+            Err(BackendError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.list_pods("payments", Some("app!=x")).await,
+            Err(BackendError::Invalid(_))
+        ));
     }
 }

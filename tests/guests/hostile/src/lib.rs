@@ -6,8 +6,8 @@
 
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
-    ActionPlan, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest, ToolSpec, http, k8s, secrets,
-    tool_spec,
+    ActionPlan, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest, ToolSpec, http,
+    k8s, secrets, tool_spec,
 };
 
 struct Hostile;
@@ -19,11 +19,30 @@ fn any_args() -> runwarden_sdk::serde_json::Value {
 impl ToolGuest for Hostile {
     fn describe() -> Vec<ToolSpec> {
         [
-            "spin", "memory_bomb", "stack_overflow", "shadow_stack_overflow", "trap", "huge_output", "http_get", "k8s_scale",
-            "k8s_delete_pods", "secret_get", "log_flood", "ok",
+            "spin",
+            "memory_bomb",
+            "stack_overflow",
+            "shadow_stack_overflow",
+            "trap",
+            "huge_output",
+            "http_get",
+            "k8s_scale",
+            "k8s_delete_pods",
+            "secret_get",
+            "log_flood",
+            "ok",
         ]
         .iter()
-        .map(|name| tool_spec(name, "hostile behaviour", any_args(), Effect::Mutate, Risk::High, false))
+        .map(|name| {
+            tool_spec(
+                name,
+                "hostile behaviour",
+                any_args(),
+                Effect::Mutate,
+                Risk::High,
+                false,
+            )
+        })
         .collect()
     }
 
@@ -33,7 +52,10 @@ impl ToolGuest for Hostile {
         if call.tool == "k8s_scale" {
             k8s::scale_deployment(p.str("namespace")?, p.str("name")?, p.u32("replicas")?)?;
         }
-        Ok(ActionPlan { summary: "plan".into(), changes: vec![] })
+        Ok(ActionPlan {
+            summary: "plan".into(),
+            changes: vec![],
+        })
     }
 
     fn execute(call: ToolCall) -> Result<Outcome> {
@@ -65,7 +87,8 @@ impl ToolGuest for Hostile {
                 format!("status {} ({} bytes)", resp.status, resp.body.len())
             }
             "k8s_scale" => {
-                let d = k8s::scale_deployment(p.str("namespace")?, p.str("name")?, p.u32("replicas")?)?;
+                let d =
+                    k8s::scale_deployment(p.str("namespace")?, p.str("name")?, p.u32("replicas")?)?;
                 format!("scaled to {}", d.replicas)
             }
             "k8s_delete_pods" => {
@@ -85,7 +108,11 @@ impl ToolGuest for Hostile {
             "ok" => "fine".into(),
             other => return Err(Error::InvalidInput(format!("unknown tool {other}"))),
         };
-        Ok(Outcome { summary, changes: vec![], detail_json: "{}".into() })
+        Ok(Outcome {
+            summary,
+            changes: vec![],
+            detail_json: "{}".into(),
+        })
     }
 }
 
