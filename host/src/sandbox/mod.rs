@@ -48,6 +48,7 @@ pub fn new_engine() -> Result<Engine, SandboxError> {
         .total_memories(256)
         .total_tables(512)
         .max_memories_per_component(8)
+        .max_memories_per_module(4)
         .max_memory_size(MAX_MEMORY_BYTES)
         .total_stacks(256);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
