@@ -2,11 +2,15 @@
 //! sources are WebAssembly components, each granted only what its policy
 //! allows. See `ARCHITECTURE.md` for the parts and how an alert flows.
 
+pub mod analysis;
 pub mod bindings;
 pub mod capability;
+pub mod incident;
 pub mod inspect;
+pub mod intake;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
 pub mod sandbox;
+pub mod store;
 pub mod toolcall;

@@ -1,0 +1,449 @@
+//! The runbook planner: a decision tree written by people, no model.
+//!
+//! A runbook (`runbooks/<alertname>.toml`) lists rules in order; the first
+//! rule whose conditions all hold decides. Conditions look at the evidence:
+//!
+//! - `recent_change_minutes = N`: a change event at most N minutes before
+//!   the alert (not after it);
+//! - `pattern = "regex"`: some evidence summary matches;
+//! - `absent_pattern = "regex"`: no evidence summary matches;
+//! - `metric_above = { name = "5xx ratio", value = 0.05 }`: a metric series
+//!   of that name currently above the value;
+//! - `restarts_at_least = N`: the workload's pods restarted at least N times.
+//!
+//! Action arguments are templates over the alert's labels (`{{namespace}}`).
+//! No rule matching is a decision too: no action, low confidence, escalate.
+
+use super::{Confidence, Decision, EvidenceItem, PlannerKind, ProposedAction};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    /// The alert name this runbook is for.
+    pub alert: String,
+    pub title: String,
+    /// Free text for people and for the LLM's prompt.
+    #[serde(default)]
+    pub guidance: String,
+    /// PromQL whose value must fall below `recovered_below` for the incident
+    /// to count as recovered after an action.
+    #[serde(default)]
+    pub recovery: Option<Recovery>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    pub metric: String,
+    pub below: f64,
+    #[serde(default = "default_verify_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_verify_timeout() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub when: Vec<Condition>,
+    pub hypothesis: String,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub action: Option<ActionTemplate>,
+    #[serde(default)]
+    pub risk: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionTemplate {
+    pub plugin: String,
+    pub tool: String,
+    #[serde(default)]
+    pub arguments: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub recent_change_minutes: Option<i64>,
+    #[serde(default, with = "opt_regex")]
+    pub pattern: Option<Regex>,
+    #[serde(default, with = "opt_regex")]
+    pub absent_pattern: Option<Regex>,
+    #[serde(default)]
+    pub metric_above: Option<MetricThreshold>,
+    #[serde(default)]
+    pub restarts_at_least: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricThreshold {
+    pub name: String,
+    pub value: f64,
+}
+
+mod opt_regex {
+    use regex::Regex;
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            Regex::new(&s)
+                .map_err(|e| serde::de::Error::custom(format!("invalid regex {s:?}: {e}")))
+        })
+        .transpose()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Loads every runbook in a directory, keyed by alert name.
+pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Runbook>, RunbookError> {
+    let mut out = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| RunbookError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| RunbookError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let rb = parse(&text).map_err(|message| RunbookError::Parse {
+            path: path.clone(),
+            message,
+        })?;
+        out.insert(rb.alert.clone(), rb);
+    }
+    Ok(out)
+}
+
+pub fn parse(text: &str) -> Result<Runbook, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+}
+
+impl Condition {
+    /// Whether the condition holds, and the evidence that made it hold.
+    fn holds<'a>(
+        &self,
+        evidence: &'a [EvidenceItem],
+        labels: &BTreeMap<String, String>,
+    ) -> Option<Vec<&'a str>> {
+        let _ = labels;
+        let mut cited = Vec::new();
+        if let Some(max) = self.recent_change_minutes {
+            let hit = evidence.iter().find(|e| {
+                e.kind == "change-event"
+                    && e.body["minutes_before_alert"]
+                        .as_i64()
+                        .is_some_and(|m| (0..=max).contains(&m))
+            })?;
+            cited.push(hit.summary.as_str());
+        }
+        if let Some(re) = &self.pattern {
+            let hit = evidence.iter().find(|e| re.is_match(&e.summary))?;
+            cited.push(hit.summary.as_str());
+        }
+        if let Some(re) = &self.absent_pattern
+            && evidence.iter().any(|e| re.is_match(&e.summary))
+        {
+            return None;
+        }
+        if let Some(t) = &self.metric_above {
+            let hit = evidence.iter().find(|e| {
+                e.kind == "metric-series"
+                    && e.summary.starts_with(&format!("{}:", t.name))
+                    && e.body["now"].as_f64().is_some_and(|v| v > t.value)
+            })?;
+            cited.push(hit.summary.as_str());
+        }
+        if let Some(min) = self.restarts_at_least {
+            let hit = evidence.iter().find(|e| {
+                let total: u64 = e.body["pods"]
+                    .as_array()
+                    .map(|pods| pods.iter().filter_map(|p| p["restarts"].as_u64()).sum())
+                    .unwrap_or(0);
+                total >= min
+            })?;
+            cited.push(hit.summary.as_str());
+        }
+        Some(cited)
+    }
+}
+
+fn render(template: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in labels {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    out
+}
+
+fn render_value(v: &toml::Value, labels: &BTreeMap<String, String>) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => serde_json::Value::String(render(s, labels)),
+        toml::Value::Integer(i) => serde_json::json!(i),
+        toml::Value::Float(f) => serde_json::json!(f),
+        toml::Value::Boolean(b) => serde_json::json!(b),
+        toml::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(|x| render_value(x, labels)).collect())
+        }
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, x)| (k.clone(), render_value(x, labels)))
+                .collect(),
+        ),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+    }
+}
+
+/// Runs the decision tree.
+pub fn decide(
+    runbook: Option<&Runbook>,
+    alert_name: &str,
+    labels: &BTreeMap<String, String>,
+    evidence: &[EvidenceItem],
+) -> Decision {
+    let Some(rb) = runbook else {
+        return Decision {
+            planner: PlannerKind::Runbook,
+            decided_by: "no runbook".into(),
+            hypothesis: format!("no runbook for {alert_name}"),
+            confidence: Confidence::Low,
+            actions: vec![],
+            risk_assessment: "no automated action without a runbook; escalate to a human".into(),
+            evidence: vec![],
+        };
+    };
+    for rule in &rb.rules {
+        let mut cited: Vec<String> = Vec::new();
+        let all = rule.when.iter().all(|c| match c.holds(evidence, labels) {
+            Some(hits) => {
+                cited.extend(hits.into_iter().map(str::to_string));
+                true
+            }
+            None => false,
+        });
+        if !all {
+            continue;
+        }
+        cited.dedup();
+        let actions = rule
+            .action
+            .iter()
+            .map(|a| ProposedAction {
+                plugin: a.plugin.clone(),
+                tool: a.tool.clone(),
+                arguments: serde_json::Value::Object(
+                    a.arguments
+                        .iter()
+                        .map(|(k, v)| (k.clone(), render_value(v, labels)))
+                        .collect(),
+                ),
+                rationale: format!("runbook {} rule `{}`", rb.alert, rule.name),
+            })
+            .collect();
+        return Decision {
+            planner: PlannerKind::Runbook,
+            decided_by: format!("runbook {} rule `{}`", rb.alert, rule.name),
+            hypothesis: render(&rule.hypothesis, labels),
+            confidence: rule.confidence,
+            actions,
+            risk_assessment: rule.risk.clone(),
+            evidence: cited,
+        };
+    }
+    Decision {
+        planner: PlannerKind::Runbook,
+        decided_by: format!("runbook {}: no rule matched", rb.alert),
+        hypothesis: "the evidence matches no known failure mode of this runbook".into(),
+        confidence: Confidence::Low,
+        actions: vec![],
+        risk_assessment: "no automated action; escalate to a human".into(),
+        evidence: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RUNBOOK: &str = r#"
+alert = "HighErrorRate"
+title = "High 5xx error rate"
+
+[[rule]]
+name = "upstream-outage"
+when = [{ pattern = "upstream .* unhealthy" }]
+hypothesis = "an upstream dependency of {{service}} is failing"
+confidence = "medium"
+risk = "rolling back would not help"
+
+[[rule]]
+name = "bad-deploy"
+when = [{ recent_change_minutes = 30 }, { pattern = "OOMKill|OutOfMemoryError" }]
+hypothesis = "the latest rollout of {{service}} exhausts memory"
+confidence = "high"
+risk = "rollback restores the previous image; low risk"
+action = { plugin = "k8s-remediation", tool = "rollback_deployment", arguments = { namespace = "{{namespace}}", name = "{{service}}" } }
+"#;
+
+    fn labels() -> BTreeMap<String, String> {
+        [("namespace", "payments"), ("service", "payment-api")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ev(kind: &str, summary: &str, body: serde_json::Value) -> EvidenceItem {
+        EvidenceItem {
+            source: "t".into(),
+            kind: kind.into(),
+            summary: summary.into(),
+            body,
+        }
+    }
+
+    #[test]
+    fn a_recent_deploy_with_oom_kills_rolls_back() {
+        let rb = parse(RUNBOOK).expect("parses");
+        let evidence = vec![
+            ev(
+                "change-event",
+                "rolled out revision 2 16 min before the alert",
+                json!({"minutes_before_alert": 16}),
+            ),
+            ev("k8s-event", "warning events: OOMKilling x4", json!({})),
+        ];
+        let d = decide(Some(&rb), "HighErrorRate", &labels(), &evidence);
+        assert_eq!(d.confidence, Confidence::High);
+        assert_eq!(d.actions[0].tool, "rollback_deployment");
+        assert_eq!(
+            d.actions[0].arguments,
+            json!({"namespace": "payments", "name": "payment-api"})
+        );
+        assert_eq!(
+            d.hypothesis,
+            "the latest rollout of payment-api exhausts memory"
+        );
+        assert_eq!(d.evidence.len(), 2);
+    }
+
+    #[test]
+    fn an_upstream_outage_wins_over_an_unrelated_deploy() {
+        let rb = parse(RUNBOOK).expect("parses");
+        let evidence = vec![
+            ev(
+                "change-event",
+                "rolled out revision 2",
+                json!({"minutes_before_alert": 5}),
+            ),
+            ev("k8s-event", "OOMKilling x1", json!({})),
+            ev(
+                "metric-series",
+                "upstream card-processor unhealthy: 0 of 3 up",
+                json!({}),
+            ),
+        ];
+        let d = decide(Some(&rb), "HighErrorRate", &labels(), &evidence);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.decided_by, "runbook HighErrorRate rule `upstream-outage`");
+    }
+
+    #[test]
+    fn a_deploy_after_the_alert_is_not_recent() {
+        let rb = parse(RUNBOOK).expect("parses");
+        let evidence = vec![
+            ev("change-event", "x", json!({"minutes_before_alert": -3})),
+            ev("note", "OOMKilled", json!({})),
+        ];
+        let d = decide(Some(&rb), "HighErrorRate", &labels(), &evidence);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.confidence, Confidence::Low);
+    }
+
+    #[test]
+    fn metric_and_restart_conditions() {
+        let rb = parse(
+            r#"
+alert = "A"
+title = "t"
+[[rule]]
+name = "r"
+when = [{ metric_above = { name = "cpu", value = 0.9 } }, { restarts_at_least = 3 }]
+hypothesis = "h"
+confidence = "medium"
+"#,
+        )
+        .expect("parses");
+        let hot = vec![
+            ev("metric-series", "cpu: 0.5 -> 0.97", json!({"now": 0.97})),
+            ev(
+                "note",
+                "pods",
+                json!({"pods": [{"restarts": 2}, {"restarts": 1}]}),
+            ),
+        ];
+        assert_eq!(
+            decide(Some(&rb), "A", &labels(), &hot).decided_by,
+            "runbook A rule `r`"
+        );
+        let cool = vec![
+            ev("metric-series", "cpu: 0.5 -> 0.6", json!({"now": 0.6})),
+            hot[1].clone(),
+        ];
+        assert_eq!(
+            decide(Some(&rb), "A", &labels(), &cool).decided_by,
+            "runbook A: no rule matched"
+        );
+    }
+
+    #[test]
+    fn bad_runbooks_are_reported_with_their_line() {
+        let err = parse("alert = \"A\"\ntitle = \"t\"\n[[rule]]\nname = \"r\"\nwhen = [{ pattern = \"(\" }]\nhypothesis = \"h\"\nconfidence = \"high\"\n").err().unwrap_or_default();
+        assert!(
+            err.contains("line 5") && err.contains("invalid regex"),
+            "{err}"
+        );
+        let err = parse("alert = \"A\"\ntitle = \"t\"\nbogus = 1\n")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn no_runbook_means_no_action() {
+        let d = decide(None, "Watchdog", &labels(), &[]);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.confidence, Confidence::Low);
+    }
+}

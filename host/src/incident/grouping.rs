@@ -1,0 +1,313 @@
+//! Alerts into incidents, with Alertmanager's semantics as the reference:
+//! alerts dedup by fingerprint, group by a configurable label set, and a new
+//! group waits `group_wait` for its siblings before it becomes an incident.
+//! Later alerts join the open incident; when every alert of a group has
+//! resolved, the incident resolves.
+//!
+//! Memory is bounded during a storm: at most `max_groups` groups and
+//! `max_alerts_per_group` alerts kept per group. Nothing is dropped
+//! silently: alerts beyond a group's cap are counted on the group, and new
+//! groups beyond `max_groups` go to one overflow group, counted too.
+
+use crate::intake::{Alert, Status};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupingConfig {
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    #[serde(default = "default_group_wait_ms")]
+    pub group_wait_ms: u64,
+    #[serde(default = "default_max_groups")]
+    pub max_groups: usize,
+    #[serde(default = "default_max_alerts")]
+    pub max_alerts_per_group: usize,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["alertname".into(), "namespace".into(), "service".into()]
+}
+fn default_group_wait_ms() -> u64 {
+    30_000
+}
+fn default_max_groups() -> usize {
+    10_000
+}
+fn default_max_alerts() -> usize {
+    1_000
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        GroupingConfig {
+            group_by: default_group_by(),
+            group_wait_ms: default_group_wait_ms(),
+            max_groups: default_max_groups(),
+            max_alerts_per_group: default_max_alerts(),
+        }
+    }
+}
+
+/// The label values that identify a group, in `group_by` order.
+pub type GroupKey = Vec<(String, String)>;
+
+/// The key of the group that takes new groups once `max_groups` is reached.
+pub const OVERFLOW: &str = "runwarden_overflow";
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: GroupKey,
+    pub alerts: BTreeMap<String, Alert>,
+    /// Every alert delivery, duplicates included.
+    pub received: u64,
+    /// Distinct alerts not kept because the group was full.
+    pub not_kept: u64,
+    pub first_seen_ms: i64,
+    /// Set once the group has become an incident.
+    pub incident: Option<String>,
+}
+
+impl Group {
+    pub fn all_resolved(&self) -> bool {
+        !self.alerts.is_empty() && self.alerts.values().all(|a| a.status == Status::Resolved)
+    }
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// The first alert of a new group; it waits for `group_wait`.
+    NewGroup,
+    /// Joined a group still waiting.
+    Waiting,
+    /// Joined, or updated an alert of, a group that is already an incident.
+    Incident { id: String, resolved: bool },
+    /// Went to the overflow group because `max_groups` was reached.
+    Overflow,
+}
+
+/// Counters a storm report and `/metrics` read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub received: u64,
+    pub duplicates: u64,
+    pub overflowed: u64,
+    pub not_kept: u64,
+}
+
+pub struct Grouper {
+    config: GroupingConfig,
+    groups: HashMap<GroupKey, Group>,
+    pub counters: Counters,
+}
+
+impl Grouper {
+    pub fn new(config: GroupingConfig) -> Self {
+        Grouper {
+            config,
+            groups: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn key_of(&self, alert: &Alert) -> GroupKey {
+        self.config
+            .group_by
+            .iter()
+            .map(|l| (l.clone(), alert.labels.get(l).cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// Files one alert at time `now_ms`.
+    pub fn ingest(&mut self, alert: Alert, now_ms: i64) -> Ingested {
+        self.counters.received += 1;
+        let mut key = self.key_of(&alert);
+        let mut overflowed = false;
+        if !self.groups.contains_key(&key) && self.groups.len() >= self.config.max_groups {
+            key = vec![(OVERFLOW.to_string(), "true".to_string())];
+            overflowed = true;
+            self.counters.overflowed += 1;
+        }
+        let is_new = !self.groups.contains_key(&key);
+        let max_alerts = self.config.max_alerts_per_group;
+        let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            key,
+            alerts: BTreeMap::new(),
+            received: 0,
+            not_kept: 0,
+            first_seen_ms: now_ms,
+            incident: None,
+        });
+        group.received += 1;
+        let room = group.alerts.len() < max_alerts;
+        match group.alerts.get_mut(&alert.fingerprint) {
+            Some(existing) => {
+                self.counters.duplicates += 1;
+                existing.status = alert.status;
+                existing.ends_at = alert.ends_at;
+                existing.annotations = alert.annotations;
+            }
+            None if room => {
+                group.alerts.insert(alert.fingerprint.clone(), alert);
+            }
+            None => {
+                group.not_kept += 1;
+                self.counters.not_kept += 1;
+            }
+        }
+        if overflowed {
+            return Ingested::Overflow;
+        }
+        match &group.incident {
+            Some(id) => Ingested::Incident {
+                id: id.clone(),
+                resolved: group.all_resolved(),
+            },
+            None if is_new => Ingested::NewGroup,
+            None => Ingested::Waiting,
+        }
+    }
+
+    /// Groups whose `group_wait` has passed and that are not incidents yet.
+    /// The caller opens an incident for each and calls [`Grouper::opened`].
+    pub fn due(&self, now_ms: i64) -> Vec<GroupKey> {
+        let wait = i64::try_from(self.config.group_wait_ms).unwrap_or(i64::MAX);
+        let mut keys: Vec<GroupKey> = self
+            .groups
+            .values()
+            .filter(|g| g.incident.is_none() && now_ms.saturating_sub(g.first_seen_ms) >= wait)
+            .map(|g| g.key.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    pub fn group(&self, key: &GroupKey) -> Option<&Group> {
+        self.groups.get(key)
+    }
+
+    /// Records that a group became incident `id`.
+    pub fn opened(&mut self, key: &GroupKey, id: &str) {
+        if let Some(g) = self.groups.get_mut(key) {
+            g.incident = Some(id.to_string());
+        }
+    }
+
+    /// Forgets a group whose incident is closed, freeing its slot.
+    pub fn close(&mut self, key: &GroupKey) {
+        self.groups.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intake::Sender;
+
+    fn alert(name: &str, service: &str, fp: &str, status: Status) -> Alert {
+        let mut labels = BTreeMap::new();
+        labels.insert("alertname".to_string(), name.to_string());
+        labels.insert("service".to_string(), service.to_string());
+        Alert {
+            sender: Sender::Alertmanager,
+            name: name.into(),
+            status,
+            fingerprint: fp.into(),
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: chrono::DateTime::from_timestamp_millis(0).unwrap_or_default(),
+            ends_at: None,
+            generator_url: None,
+        }
+    }
+
+    #[test]
+    fn group_wait_collects_siblings_before_the_incident_opens() {
+        let mut g = Grouper::new(GroupingConfig::default());
+        assert_eq!(
+            g.ingest(alert("HighErrorRate", "pay", "a", Status::Firing), 0),
+            Ingested::NewGroup
+        );
+        assert_eq!(
+            g.ingest(alert("HighErrorRate", "pay", "b", Status::Firing), 10_000),
+            Ingested::Waiting
+        );
+        assert!(g.due(29_999).is_empty());
+        let due = g.due(30_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(g.group(&due[0]).map(|x| x.alerts.len()), Some(2));
+        g.opened(&due[0], "INC-1");
+        assert!(g.due(60_000).is_empty(), "an opened group is not due again");
+        assert_eq!(
+            g.ingest(alert("HighErrorRate", "pay", "c", Status::Firing), 70_000),
+            Ingested::Incident {
+                id: "INC-1".into(),
+                resolved: false
+            }
+        );
+    }
+
+    #[test]
+    fn duplicates_update_and_resolution_resolves_the_incident() {
+        let mut g = Grouper::new(GroupingConfig::default());
+        g.ingest(alert("X", "s", "a", Status::Firing), 0);
+        g.ingest(alert("X", "s", "a", Status::Firing), 1);
+        let key = g.due(30_000).remove(0);
+        g.opened(&key, "INC-9");
+        assert_eq!(g.counters.duplicates, 1);
+        assert_eq!(
+            g.ingest(alert("X", "s", "a", Status::Resolved), 40_000),
+            Ingested::Incident {
+                id: "INC-9".into(),
+                resolved: true
+            }
+        );
+    }
+
+    #[test]
+    fn different_label_values_make_different_groups() {
+        let mut g = Grouper::new(GroupingConfig::default());
+        g.ingest(alert("X", "s1", "a", Status::Firing), 0);
+        g.ingest(alert("X", "s2", "b", Status::Firing), 0);
+        assert_eq!(g.due(30_000).len(), 2);
+    }
+
+    #[test]
+    fn a_storm_becomes_a_handful_of_incidents_with_bounded_memory_and_nothing_lost() {
+        let config = GroupingConfig {
+            max_groups: 50,
+            max_alerts_per_group: 100,
+            ..GroupingConfig::default()
+        };
+        let mut g = Grouper::new(config);
+        let mut overflowed = 0;
+        for i in 0..50_000u32 {
+            // 5 services firing, plus a long tail of one-off alert names.
+            let (name, service) = if i % 10 == 0 {
+                (format!("Tail{i}"), "misc".to_string())
+            } else {
+                ("HighLatency".to_string(), format!("svc{}", i % 5))
+            };
+            if g.ingest(alert(&name, &service, &format!("fp{i}"), Status::Firing), 0)
+                == Ingested::Overflow
+            {
+                overflowed += 1;
+            }
+        }
+        let groups: Vec<&Group> = g.groups().collect();
+        assert!(groups.len() <= 51, "{} groups", groups.len());
+        assert!(groups.iter().all(|x| x.alerts.len() <= 100));
+        let c = g.counters;
+        assert_eq!(c.received, 50_000);
+        assert_eq!(c.overflowed, overflowed);
+        let accounted: u64 = groups.iter().map(|x| x.received).sum();
+        assert_eq!(accounted, 50_000, "every alert is counted in some group");
+        let kept: u64 = groups.iter().map(|x| x.alerts.len() as u64).sum();
+        assert_eq!(kept + c.not_kept + c.duplicates, 50_000);
+    }
+}

@@ -1,0 +1,3 @@
+//! Incidents: alerts grouped into something to investigate and fix.
+
+pub mod grouping;

@@ -1,0 +1,83 @@
+//! Where incidents, the audit trail, approvals and reports live.
+//!
+//! Behind the [`Store`] trait so a server database can follow; the embedded
+//! default is SQLite in the data directory ([`sqlite::SqliteStore`]).
+
+pub mod audit;
+pub mod sqlite;
+
+pub use audit::{AuditRecord, AuditVerification};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(String),
+    #[error("store: {what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("store: stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// Lifecycle of an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncidentState {
+    Open,
+    Remediating,
+    WaitingApproval,
+    Resolved,
+    Escalated,
+    /// The agent stopped mid-action (crash); a human must look.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    pub id: String,
+    pub title: String,
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    pub state: IncidentState,
+    pub opened_at: chrono::DateTime<chrono::Utc>,
+    pub closed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Group labels and alert fingerprints, as JSON.
+    pub detail: serde_json::Value,
+    /// One line for similar-incident search and lists.
+    pub summary: String,
+}
+
+pub trait Store: Send + Sync {
+    fn next_incident_id(&self) -> Result<String, StoreError>;
+    fn put_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError>;
+    fn incident(&self, id: &str) -> Result<IncidentRecord, StoreError>;
+    fn incidents(&self) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// Full-text search over past incidents' summaries, best match first.
+    fn similar(
+        &self,
+        text: &str,
+        exclude: &str,
+        limit: usize,
+    ) -> Result<Vec<IncidentRecord>, StoreError>;
+
+    /// Appends to the hash-chained audit trail and makes it durable before
+    /// returning.
+    fn append_audit(
+        &self,
+        incident: Option<&str>,
+        kind: &str,
+        body: &serde_json::Value,
+    ) -> Result<AuditRecord, StoreError>;
+    fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError>;
+    fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
+
+    fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError>;
+    fn report(&self, incident: &str) -> Result<String, StoreError>;
+}

@@ -1,0 +1,415 @@
+//! The embedded store: one SQLite file in the data directory.
+//!
+//! WAL mode with `synchronous = FULL`: when `append_audit` returns, the record
+//! is on disk, so the intent record of an action survives a crash of the
+//! agent mid-action. One connection behind a mutex: the agent's write rate is
+//! tiny next to SQLite's.
+
+use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, record_hash, verify_rows};
+use super::{IncidentRecord, Store, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    opened_at TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS incident_text USING fts5(id UNINDEXED, summary);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    incident TEXT,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_incident ON audit(incident);
+CREATE TABLE IF NOT EXISTS reports (
+    incident TEXT PRIMARY KEY,
+    markdown TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#;
+
+impl SqliteStore {
+    /// Opens (creating if needed) `runwarden.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", data_dir.display())))?;
+        let conn = Connection::open(data_dir.join("runwarden.db"))?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Db("connection lock poisoned".into()))
+    }
+
+    /// Test helper: run raw SQL (to simulate tampering).
+    #[doc(hidden)]
+    pub fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn()?.execute_batch(sql)?;
+        Ok(())
+    }
+}
+
+fn decode_incident(text: &str) -> Result<IncidentRecord, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// FTS5 query from free text: words only, OR-ed, so punctuation in alert
+/// text cannot break the query syntax.
+fn fts_query(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 3)
+        .take(24)
+        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+impl Store for SqliteStore {
+    fn next_incident_id(&self) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO counters(name, value) VALUES('incident', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            [],
+        )?;
+        let n: i64 = conn.query_row(
+            "SELECT value FROM counters WHERE name = 'incident'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(format!("INC-{n}"))
+    }
+
+    fn put_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO incidents(id, record, opened_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            params![incident.id, text, incident.opened_at.to_rfc3339()],
+        )?;
+        tx.execute(
+            "DELETE FROM incident_text WHERE id = ?1",
+            params![incident.id],
+        )?;
+        tx.execute(
+            "INSERT INTO incident_text(id, summary) VALUES(?1, ?2)",
+            params![incident.id, incident.summary],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn incident(&self, id: &str) -> Result<IncidentRecord, StoreError> {
+        let conn = self.conn()?;
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT record FROM incidents WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match text {
+            Some(t) => decode_incident(&t),
+            None => Err(StoreError::NotFound {
+                what: "incident",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    fn incidents(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT record FROM incidents ORDER BY opened_at DESC")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| decode_incident(&r?)).collect()
+    }
+
+    fn similar(
+        &self,
+        text: &str,
+        exclude: &str,
+        limit: usize,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let query = fts_query(text);
+        if query.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<String> = {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare("SELECT id FROM incident_text WHERE incident_text MATCH ?1 AND id != ?2 ORDER BY rank LIMIT ?3")?;
+            let rows = stmt.query_map(
+                params![query, exclude, i64::try_from(limit).unwrap_or(10)],
+                |r| r.get::<_, String>(0),
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        ids.iter().map(|id| self.incident(id)).collect()
+    }
+
+    fn append_audit(
+        &self,
+        incident: Option<&str>,
+        kind: &str,
+        body: &serde_json::Value,
+    ) -> Result<AuditRecord, StoreError> {
+        let body_text =
+            serde_json::to_string(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let at = chrono::Utc::now();
+        let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (seq, prev_hash) = match last {
+            Some((s, h)) => (u64::try_from(s).unwrap_or(0) + 1, h),
+            None => (1, GENESIS.to_string()),
+        };
+        let hash = record_hash(seq, &at_text, incident, kind, &body_text, &prev_hash);
+        tx.execute(
+            "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![i64::try_from(seq).unwrap_or(i64::MAX), at_text, incident, kind, body_text, prev_hash, hash],
+        )?;
+        tx.commit()?;
+        Ok(AuditRecord {
+            seq,
+            at,
+            incident: incident.map(str::to_string),
+            kind: kind.to_string(),
+            body: body.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit WHERE ?1 IS NULL OR incident = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![incident], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, incident, kind, body, prev_hash, hash) = row?;
+            out.push(AuditRecord {
+                seq: u64::try_from(seq).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                at: chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .with_timezone(&chrono::Utc),
+                incident,
+                kind,
+                body: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("audit record {seq}: {e}")))?,
+                prev_hash,
+                hash,
+            });
+        }
+        Ok(out)
+    }
+
+    fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredRow {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                incident: r.get(2)?,
+                kind: r.get(3)?,
+                body: r.get(4)?,
+                prev_hash: r.get(5)?,
+                hash: r.get(6)?,
+            })
+        })?;
+        let rows: Vec<StoredRow> = rows.collect::<Result<_, _>>()?;
+        Ok(verify_rows(rows))
+    }
+
+    fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO reports(incident, markdown) VALUES(?1, ?2) ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown",
+            params![incident, markdown],
+        )?;
+        Ok(())
+    }
+
+    fn report(&self, incident: &str) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT markdown FROM reports WHERE incident = ?1",
+            params![incident],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "report",
+            id: incident.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store_with_chain() -> SqliteStore {
+        let s = SqliteStore::in_memory().expect("store");
+        for i in 0..5 {
+            s.append_audit(Some("INC-1"), "step", &json!({"i": i}))
+                .expect("append");
+        }
+        s
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let s = store_with_chain();
+        let v = s.verify_audit().expect("verify");
+        assert_eq!(
+            v,
+            AuditVerification {
+                records: 5,
+                broken: None
+            }
+        );
+        assert_eq!(s.audit(Some("INC-1")).expect("read").len(), 5);
+    }
+
+    #[test]
+    fn an_edit_is_detected() {
+        let s = store_with_chain();
+        s.execute_raw(r#"UPDATE audit SET body = '{"i":99}' WHERE seq = 3"#)
+            .expect("tamper");
+        let v = s.verify_audit().expect("verify");
+        assert!(
+            v.broken
+                .as_deref()
+                .is_some_and(|b| b.contains("record 3 was modified")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_deletion_is_detected() {
+        let s = store_with_chain();
+        s.execute_raw("DELETE FROM audit WHERE seq = 2")
+            .expect("tamper");
+        let v = s.verify_audit().expect("verify");
+        assert!(
+            v.broken
+                .as_deref()
+                .is_some_and(|b| b.contains("deleted or reordered")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_reordering_is_detected() {
+        let s = store_with_chain();
+        // Swap the contents of records 2 and 3, hashes and all.
+        s.execute_raw(
+            "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
+        )
+        .expect("tamper");
+        let v = s.verify_audit().expect("verify");
+        assert!(
+            v.broken
+                .as_deref()
+                .is_some_and(|b| b.contains("does not link")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_torn_last_record_is_detected() {
+        let s = store_with_chain();
+        s.execute_raw(r#"UPDATE audit SET body = '{"i":' WHERE seq = 5"#)
+            .expect("tamper");
+        assert!(!s.verify_audit().expect("verify").ok());
+    }
+
+    #[test]
+    fn incidents_round_trip_and_similar_ones_are_found() {
+        let s = SqliteStore::in_memory().expect("store");
+        let mk = |id: &str, summary: &str| IncidentRecord {
+            id: id.into(),
+            title: summary.into(),
+            service: Some("payment-api".into()),
+            namespace: Some("payments".into()),
+            state: super::super::IncidentState::Resolved,
+            opened_at: chrono::Utc::now(),
+            closed_at: None,
+            detail: json!({}),
+            summary: summary.into(),
+        };
+        s.put_incident(&mk(
+            "INC-1",
+            "HighErrorRate payment-api: OOMKilled after deploy, rolled back",
+        ))
+        .expect("put");
+        s.put_incident(&mk("INC-2", "CertificateExpiring ingress-gateway"))
+            .expect("put");
+        assert_eq!(s.incident("INC-1").expect("get").id, "INC-1");
+        let found = s
+            .similar("HighErrorRate on payment-api (5xx > 5%)", "INC-9", 5)
+            .expect("search");
+        assert_eq!(
+            found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            vec!["INC-1"]
+        );
+        assert!(
+            s.similar("\"*)(", "x", 5)
+                .expect("odd text is safe")
+                .is_empty()
+        );
+        assert_eq!(s.next_incident_id().expect("id"), "INC-1");
+        assert_eq!(s.next_incident_id().expect("id"), "INC-2");
+    }
+}
