@@ -8,6 +8,7 @@ pub mod capability;
 pub mod incident;
 pub mod inspect;
 pub mod intake;
+pub mod pipeline;
 pub mod plugin;
 pub mod policy;
 pub mod registry;

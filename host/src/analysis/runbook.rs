@@ -29,21 +29,21 @@ pub struct Runbook {
     /// Free text for people and for the LLM's prompt.
     #[serde(default)]
     pub guidance: String,
-    /// PromQL whose value must fall below `recovered_below` for the incident
-    /// to count as recovered after an action.
+    /// After an action, the incident counts as recovered when all the
+    /// conditions of any one `[[recovery]]` entry hold on fresh evidence.
     #[serde(default)]
-    pub recovery: Option<Recovery>,
+    pub recovery: Vec<RecoveryRule>,
+    /// How long verification keeps re-checking before it escalates.
+    #[serde(default = "default_verify_timeout")]
+    pub verify_timeout_s: u64,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Recovery {
-    pub metric: String,
-    pub below: f64,
-    #[serde(default = "default_verify_timeout")]
-    pub timeout_s: u64,
+pub struct RecoveryRule {
+    pub when: Vec<Condition>,
 }
 
 fn default_verify_timeout() -> u64 {
@@ -84,6 +84,8 @@ pub struct Condition {
     pub absent_pattern: Option<Regex>,
     #[serde(default)]
     pub metric_above: Option<MetricThreshold>,
+    #[serde(default)]
+    pub metric_below: Option<MetricThreshold>,
     #[serde(default)]
     pub restarts_at_least: Option<u64>,
 }
@@ -185,6 +187,14 @@ impl Condition {
             })?;
             cited.push(hit.summary.as_str());
         }
+        if let Some(t) = &self.metric_below {
+            let hit = evidence.iter().find(|e| {
+                e.kind == "metric-series"
+                    && e.summary.starts_with(&format!("{}:", t.name))
+                    && e.body["now"].as_f64().is_some_and(|v| v < t.value)
+            })?;
+            cited.push(hit.summary.as_str());
+        }
         if let Some(min) = self.restarts_at_least {
             let hit = evidence.iter().find(|e| {
                 let total: u64 = e.body["pods"]
@@ -223,6 +233,22 @@ fn render_value(v: &toml::Value, labels: &BTreeMap<String, String>) -> serde_jso
         ),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
     }
+}
+
+/// Whether fresh evidence shows recovery: all conditions of any one
+/// `[[recovery]]` entry hold. Returns the evidence that shows it.
+pub fn recovered(
+    runbook: &Runbook,
+    labels: &BTreeMap<String, String>,
+    evidence: &[EvidenceItem],
+) -> Option<Vec<String>> {
+    runbook.recovery.iter().find_map(|rule| {
+        let mut cited = Vec::new();
+        for c in &rule.when {
+            cited.extend(c.holds(evidence, labels)?.into_iter().map(str::to_string));
+        }
+        Some(cited)
+    })
 }
 
 /// Runs the decision tree.
@@ -438,6 +464,39 @@ confidence = "medium"
             .err()
             .unwrap_or_default();
         assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn recovery_needs_every_condition_of_one_entry() {
+        let rb = parse(
+            r#"
+alert = "A"
+title = "t"
+[[recovery]]
+when = [{ metric_below = { name = "5xx ratio", value = 0.05 } }]
+[[recovery]]
+when = [{ pattern = "0 not ready, 0 restarts" }]
+"#,
+        )
+        .expect("parses");
+        let still_bad = vec![ev(
+            "metric-series",
+            "5xx ratio: 0.002 -> 0.08",
+            json!({"now": 0.08}),
+        )];
+        assert!(recovered(&rb, &labels(), &still_bad).is_none());
+        let good = vec![ev(
+            "metric-series",
+            "5xx ratio: 0.08 -> 0.001",
+            json!({"now": 0.001}),
+        )];
+        assert!(recovered(&rb, &labels(), &good).is_some());
+        let pods = vec![ev(
+            "note",
+            "3 pods of payments/payment-api: 0 not ready, 0 restarts",
+            json!({}),
+        )];
+        assert!(recovered(&rb, &labels(), &pods).is_some());
     }
 
     #[test]

@@ -1,183 +1,112 @@
-//! `runwarden demo`: the plugin host end to end on embedded defaults.
+//! `runwarden demo`: the payment-api incident end to end on embedded
+//! defaults.
 //!
-//! The payment-api incident on the simulated cluster: a deploy added an
-//! unbounded cache, pods are OOM-killed. The demo gathers context through the
-//! real context-source components, shows a policy denial, plans and executes
-//! a rollback through the k8s-remediation component, and checks the result.
-//! The decision itself is the one the runbook for this alert prescribes; the
-//! runbook planner, LLM analysis and reports arrive with the incident
-//! pipeline (issue 3).
+//! A deploy added an unbounded cache; pods are OOM-killed and the 5xx ratio
+//! is above 5 %. The embedded Alertmanager webhook goes through intake, the
+//! context sources (real components) gather evidence, the runbook planner
+//! decides, the guardrails check, the k8s-remediation component plans and
+//! executes a rollback on the simulated cluster, verification sees the pods
+//! recover, and the report is written. Prometheus and Loki are not running
+//! on a fresh machine; their sources show up as gaps.
 
 use super::Cli;
-use anyhow::{Context, bail};
-use runwarden::bindings::types::{Alert, AlertStatus, Pair, TimeWindow, ToolCall};
-use runwarden::capability::Verdict;
+use anyhow::Context;
 use runwarden::capability::k8s::sim::SimulatedCluster;
 use runwarden::capability::secrets::EnvSecretStore;
-use runwarden::plugin::CallReport;
-use runwarden::policy::PluginKind;
-use runwarden::registry::Registry;
+use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
 use runwarden::sandbox::state::HostServices;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// When the alert fired: 16 minutes after revision 2 rolled out in the
-/// embedded cluster.
-const ALERT_STARTS_AT: i64 = 1_795_760_960_000;
-
-struct Timeline(Instant);
-
-impl Timeline {
-    fn say(&self, phase: &str, text: impl AsRef<str>) {
-        println!(
-            "[+{:>7.3}s] {phase:<8} {}",
-            self.0.elapsed().as_secs_f64(),
-            text.as_ref()
-        );
-    }
-
-    fn denials(&self, report: &CallReport) {
-        for c in &report.capability_calls {
-            if let Verdict::Denied(reason) = &c.verdict {
-                self.say(
-                    "guard",
-                    format!(
-                        "{} {} {}: DENIED by policy: {reason}",
-                        c.capability, c.operation, c.target
-                    ),
-                );
-            }
-        }
-    }
-}
+const ALERT: &str = include_str!("demo-alert.json");
 
 pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     println!(
-        "runwarden demo: payment-api after a bad deploy (simulated cluster, embedded state)\n"
+        "runwarden demo: payment-api after a bad deploy (simulated cluster, embedded alert)\n"
     );
+    let data = cli.data_dir.join("demo");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+    }
     let cluster = Arc::new(SimulatedCluster::demo());
     let services = HostServices {
         cluster: cluster.clone(),
         secrets: Arc::new(EnvSecretStore::from_env()),
     };
-    let engine = runwarden::sandbox::new_engine()?;
-    let t = Timeline(Instant::now());
-    let (registry, problems) = Registry::load(engine, &cli.cache(), &cli.policies, services)
-        .with_context(|| format!("loading policies from {}", cli.policies.display()))?;
-    for p in &problems {
-        t.say("policy", format!("refused: {p}"));
+    let config = AgentConfig {
+        source_deadline: Duration::from_secs(3),
+        verify_interval: Duration::from_millis(100),
+        verify_timeout: Some(Duration::from_secs(10)),
+        ..AgentConfig::default()
+    };
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &cli.policies,
+            runbooks: &cli.runbooks,
+            data: &data,
+        },
+        services,
+        &cli.cache(),
+        config,
+    )?;
+    for p in problems {
+        println!("policy refused a plugin: {p}");
     }
-    let names: Vec<&str> = registry.plugins().map(|p| p.name()).collect();
-    t.say(
-        "policy",
-        format!("{} plugins loaded: {}", names.len(), names.join(", ")),
-    );
+    let delivery = runwarden::intake::alertmanager::parse(ALERT.as_bytes())?;
+    let outcome = agent.handle(&delivery.alerts).await?;
 
-    let label = |k: &str, v: &str| Pair {
-        key: k.into(),
-        value: v.into(),
-    };
-    let alert = Alert {
-        name: "HighErrorRate".into(),
-        status: AlertStatus::Firing,
-        fingerprint: "demo-payment-api".into(),
-        labels: vec![
-            label("alertname", "HighErrorRate"),
-            label("namespace", "payments"),
-            label("service", "payment-api"),
-            label("severity", "critical"),
-        ],
-        annotations: vec![label("summary", "payment-api 5xx ratio above 5%")],
-        starts_at: ALERT_STARTS_AT,
-    };
-    t.say(
-        "alert",
-        "HighErrorRate firing for payments/payment-api (5xx ratio above 5%)",
-    );
-
-    let window = TimeWindow {
-        start: ALERT_STARTS_AT - 60 * 60_000,
-        end: ALERT_STARTS_AT + 10 * 60_000,
-    };
-    let mut saw_rollout = false;
-    let mut saw_oom = false;
-    for source in registry.of_kind(PluginKind::ContextSource) {
-        let called = source.gather(&registry.services, &alert, window).await;
-        match called.result {
-            Ok(evidence) => {
-                for e in evidence {
-                    saw_rollout |= e.summary.contains("rolled out revision");
-                    saw_oom |= e.summary.contains("OOMKill");
-                    t.say("context", format!("{}: {}", source.name(), e.summary));
-                }
-            }
-            Err(e) => t.say("context", format!("{}: gap ({e})", source.name())),
+    println!("timeline ({}):", outcome.incident);
+    let records = agent.store.audit(Some(&outcome.incident))?;
+    let first = records.first().map(|r| r.at);
+    for r in &records {
+        if let (Some(line), Some(t0)) = (runwarden::pipeline::report::line(r), first) {
+            println!(
+                "  +{:>7.3}s  {line}",
+                (r.at - t0).num_microseconds().unwrap_or(0) as f64 / 1e6
+            );
         }
-    }
-
-    let Some(tool) = registry.get("k8s-remediation") else {
-        bail!("the k8s-remediation plugin did not load")
-    };
-    let specs = tool
-        .describe_tools(&registry.services)
-        .await
-        .result
-        .map_err(|e| anyhow::anyhow!("describe: {e}"))?;
-
-    // What an over-eager agent might try: the policy refuses it.
-    let (overreach, _) = runwarden::toolcall::validate(
-        &specs,
-        "scale_deployment",
-        r#"{"namespace":"kube-system","name":"coredns","replicas":0}"#,
-    )?;
-    let called = tool.execute(&registry.services, &overreach).await;
-    t.denials(&called.report);
-
-    if !(saw_rollout && saw_oom) {
-        t.say(
-            "decide",
-            "no recent rollout with OOM kills in the evidence: no action",
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    t.say("decide", "runbook HighErrorRate: a rollout shortly before the alert and OOMKilled pods -> roll back (confidence high)");
-    let (rollback, _): (ToolCall, _) = runwarden::toolcall::validate(
-        &specs,
-        "rollback_deployment",
-        r#"{"namespace":"payments","name":"payment-api"}"#,
-    )?;
-    match tool.plan(&registry.services, &rollback).await.result {
-        Ok(plan) => t.say("plan", plan.summary),
-        Err(e) => bail!("plan failed: {e}"),
-    }
-    let executed = tool.execute(&registry.services, &rollback).await;
-    match &executed.result {
-        Ok(outcome) => t.say("execute", &outcome.summary),
-        Err(e) => bail!("rollback failed: {e}"),
     }
     let d = cluster
         .deployment("payments", "payment-api")
         .context("deployment vanished")?;
-    let pods = cluster.pod_names("payments");
-    t.say(
-        "verify",
-        format!(
-            "payments/payment-api revision {} image {} | {}/{} ready | pods {}",
-            d.revision,
-            d.images.join(","),
-            d.ready_replicas,
-            d.replicas,
-            pods.join(", ")
-        ),
+    println!(
+        "\ncluster: payments/payment-api revision {} image {} | {}/{} ready\n",
+        d.revision,
+        d.images.join(","),
+        d.ready_replicas,
+        d.replicas
+    );
+    println!("{}", agent.store.report(&outcome.incident)?);
+    let verified = agent.store.verify_audit()?;
+    println!(
+        "audit trail: {} records, hash chain {}",
+        verified.records,
+        if verified.ok() {
+            "intact".to_string()
+        } else {
+            format!("BROKEN: {}", verified.broken.unwrap_or_default())
+        }
     );
     println!(
-        "\nEvery step above ran inside WebAssembly components, each limited to its policy (policies/*.toml)."
+        "phases: context {} ms, decision {} ms, action+verification {} ms; whole demo {} ms",
+        outcome.timings.context_ms,
+        outcome.timings.decide_ms,
+        outcome.timings.act_ms,
+        started.elapsed().as_millis()
     );
-    println!("Try: runwarden plugin inspect policies/k8s-remediation.toml");
-    Ok(if d.ready_replicas == d.replicas {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!(
+        "data: {} (try: runwarden --data-dir {} report {})",
+        data.display(),
+        data.display(),
+        outcome.incident
+    );
+    Ok(
+        if outcome.state == runwarden::store::IncidentState::Resolved {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

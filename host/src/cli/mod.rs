@@ -38,6 +38,22 @@ pub struct Cli {
         env = "RUNWARDEN_CACHE_DIR"
     )]
     cache_dir: String,
+    /// Runbooks (decision trees) directory.
+    #[arg(
+        long,
+        global = true,
+        default_value = "runbooks",
+        env = "RUNWARDEN_RUNBOOKS"
+    )]
+    runbooks: PathBuf,
+    /// Where incidents, the audit trail, approvals and reports are kept.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".runwarden",
+        env = "RUNWARDEN_DATA_DIR"
+    )]
+    data_dir: PathBuf,
     /// Cluster backend: "sim" (the embedded demo cluster), "sim:FILE" (a
     /// simulated cluster from a JSON state file) or "kube" (a real cluster via
     /// KUBECONFIG or the in-cluster service account).

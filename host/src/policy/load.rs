@@ -4,6 +4,9 @@ use super::{Manifest, PolicyFile, Sha256Hex};
 use crate::capability::Grants;
 use std::path::{Path, PathBuf};
 
+/// The autonomy policy's file name in the policy directory; not a plugin policy.
+pub const AUTONOMY_FILE: &str = "autonomy.toml";
+
 /// Why a policy could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -134,6 +137,8 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LoadedPolicy>, Vec<PolicyError>), Pol
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        // The autonomy policy lives beside the plugin policies.
+        .filter(|p| p.file_name().is_none_or(|n| n != AUTONOMY_FILE))
         .collect();
     paths.sort();
     let mut loaded = Vec::new();

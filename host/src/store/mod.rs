@@ -54,6 +54,32 @@ pub struct IncidentRecord {
     pub summary: String,
 }
 
+/// A mutating action waiting for a human. It binds to the exact tool,
+/// arguments and autonomy-policy version, and expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub incident: String,
+    pub plugin: String,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub policy_version: String,
+    pub reason: String,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub state: ApprovalState,
+    pub decided_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
 pub trait Store: Send + Sync {
     fn next_incident_id(&self) -> Result<String, StoreError>;
     fn put_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError>;
@@ -77,6 +103,10 @@ pub trait Store: Send + Sync {
     ) -> Result<AuditRecord, StoreError>;
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError>;
     fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
+
+    fn put_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    fn approval(&self, id: &str) -> Result<Approval, StoreError>;
+    fn approvals(&self) -> Result<Vec<Approval>, StoreError>;
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError>;
     fn report(&self, incident: &str) -> Result<String, StoreError>;

@@ -6,7 +6,7 @@
 //! tiny next to SQLite's.
 
 use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, record_hash, verify_rows};
-use super::{IncidentRecord, Store, StoreError};
+use super::{Approval, IncidentRecord, Store, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -35,6 +35,11 @@ CREATE INDEX IF NOT EXISTS audit_incident ON audit(incident);
 CREATE TABLE IF NOT EXISTS reports (
     incident TEXT PRIMARY KEY,
     markdown TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    requested_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -269,6 +274,40 @@ impl Store for SqliteStore {
         })?;
         let rows: Vec<StoredRow> = rows.collect::<Result<_, _>>()?;
         Ok(verify_rows(rows))
+    }
+
+    fn put_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn()?.execute(
+            "INSERT INTO approvals(id, record, requested_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            params![approval.id, text, approval.requested_at.to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    fn approval(&self, id: &str) -> Result<Approval, StoreError> {
+        let conn = self.conn()?;
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT record FROM approvals WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let text = text.ok_or_else(|| StoreError::NotFound {
+            what: "approval",
+            id: id.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn approvals(&self) -> Result<Vec<Approval>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT record FROM approvals ORDER BY requested_at")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| serde_json::from_str(&r?).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError> {

@@ -1,0 +1,309 @@
+//! The incident pipeline: alert → context → decision → guarded remediation
+//! → verification → report, with every step in the audit trail before the
+//! next one starts.
+
+pub mod act;
+pub mod approvals;
+pub mod autonomy;
+pub mod context;
+pub mod guard;
+pub mod redact;
+pub mod report;
+
+use crate::analysis::runbook::{self, Runbook};
+use crate::analysis::{Decision, EvidenceItem};
+use crate::bindings::types::TimeWindow;
+use crate::intake::Alert;
+use crate::registry::Registry;
+use crate::store::{IncidentRecord, IncidentState, Store, StoreError};
+use autonomy::AutonomyPolicy;
+use guard::GuardState;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Knobs with production defaults; tests and the demo shorten the waits.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Each context source's deadline.
+    pub source_deadline: Duration,
+    /// How far before the alert the context window starts.
+    pub lookback: Duration,
+    /// Pause between verification checks.
+    pub verify_interval: Duration,
+    /// Overrides runbooks' `verify_timeout_s` when set.
+    pub verify_timeout: Option<Duration>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            source_deadline: Duration::from_secs(10),
+            lookback: Duration::from_secs(60 * 60),
+            verify_interval: Duration::from_secs(10),
+            verify_timeout: None,
+        }
+    }
+}
+
+pub struct Agent {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub runbooks: BTreeMap<String, Runbook>,
+    pub autonomy: AutonomyPolicy,
+    pub guard: Mutex<GuardState>,
+    pub config: AgentConfig,
+}
+
+/// What became of an incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentOutcome {
+    pub incident: String,
+    pub state: IncidentState,
+    pub decision: Decision,
+    pub actions: Vec<act::ActionOutcome>,
+    pub gaps: Vec<context::Gap>,
+    pub timings: Timings,
+}
+
+/// Milliseconds per phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub context_ms: u128,
+    pub decide_ms: u128,
+    pub act_ms: u128,
+    pub total_ms: u128,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Agent {
+    /// Appends one step to the audit trail (redacted), durably.
+    pub fn audit(
+        &self,
+        incident: &str,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.store
+            .append_audit(Some(incident), kind, &redact::redact_json(&body))
+            .map(drop)
+    }
+
+    /// Runs one incident, made of `alerts` (the first is the primary), to
+    /// its end: resolved, escalated or waiting for approval.
+    pub async fn handle(&self, alerts: &[Alert]) -> Result<IncidentOutcome, StoreError> {
+        let started = std::time::Instant::now();
+        let Some(primary) = alerts.first() else {
+            return Err(StoreError::Db(
+                "an incident needs at least one alert".into(),
+            ));
+        };
+        let id = self.store.next_incident_id()?;
+        let mut record = IncidentRecord {
+            id: id.clone(),
+            title: format!(
+                "{} on {}",
+                primary.name,
+                primary.label("service").unwrap_or("?")
+            ),
+            service: primary.label("service").map(str::to_string),
+            namespace: primary.label("namespace").map(str::to_string),
+            state: IncidentState::Open,
+            opened_at: chrono::Utc::now(),
+            closed_at: None,
+            detail: serde_json::json!({"fingerprints": alerts.iter().map(|a| a.fingerprint.clone()).collect::<Vec<_>>()}),
+            summary: format!(
+                "{} {}",
+                primary.name,
+                primary
+                    .labels
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        };
+        self.store.put_incident(&record)?;
+        self.audit(&id, "alert", serde_json::json!({"alerts": alerts}))?;
+
+        let t = std::time::Instant::now();
+        let start = primary.starts_at.timestamp_millis()
+            - i64::try_from(self.config.lookback.as_millis()).unwrap_or(0);
+        let window = TimeWindow {
+            start,
+            end: now_ms().max(primary.starts_at.timestamp_millis()),
+        };
+        let ctx = context::gather(
+            &self.registry,
+            self.store.as_ref(),
+            &self.runbooks,
+            &id,
+            primary,
+            window,
+            self.config.source_deadline,
+        )
+        .await;
+        let evidence: Vec<EvidenceItem> = ctx.evidence.iter().map(redact_evidence).collect();
+        self.audit(&id, "context", serde_json::json!({
+            "evidence": evidence.iter().map(|e| serde_json::json!({"source": e.source, "kind": e.kind, "summary": e.summary})).collect::<Vec<_>>(),
+            "gaps": ctx.gaps, "timings": ctx.timings, "runbook": ctx.runbook, "similar": ctx.similar,
+        }))?;
+        let context_ms = t.elapsed().as_millis();
+
+        let t = std::time::Instant::now();
+        let rb = ctx
+            .runbook
+            .as_ref()
+            .and_then(|name| self.runbooks.get(name));
+        let decision = runbook::decide(rb, &primary.name, &primary.labels, &evidence);
+        self.audit(
+            &id,
+            "decision",
+            serde_json::to_value(&decision).unwrap_or_default(),
+        )?;
+        let decide_ms = t.elapsed().as_millis();
+
+        let t = std::time::Instant::now();
+        let mut actions = Vec::new();
+        for proposed in &decision.actions {
+            let outcome = act::run(self, &id, primary, &decision, proposed, rb).await?;
+            let stop = !matches!(outcome.status, act::ActionStatus::Recovered);
+            actions.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        let act_ms = t.elapsed().as_millis();
+
+        let state = final_state(&decision, &actions);
+        if state == IncidentState::Escalated {
+            self.audit(
+                &id,
+                "escalation",
+                serde_json::json!({"reason": escalation_reason(&decision, &actions)}),
+            )?;
+        }
+        record.state = state;
+        if matches!(state, IncidentState::Resolved | IncidentState::Escalated) {
+            record.closed_at = Some(chrono::Utc::now());
+        }
+        record.summary = format!(
+            "{} | {} | {}",
+            record.summary,
+            decision.hypothesis,
+            actions
+                .iter()
+                .map(|a| a.summary())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        self.store.put_incident(&record)?;
+        let report = report::render(&record, &self.store.audit(Some(&id))?);
+        self.store.put_report(&id, &report)?;
+        Ok(IncidentOutcome {
+            incident: id,
+            state,
+            decision,
+            actions,
+            gaps: ctx.gaps,
+            timings: Timings {
+                context_ms,
+                decide_ms,
+                act_ms,
+                total_ms: started.elapsed().as_millis(),
+            },
+        })
+    }
+}
+
+fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
+    EvidenceItem {
+        source: e.source.clone(),
+        kind: e.kind.clone(),
+        summary: redact::redact(&e.summary),
+        body: redact::redact_json(&e.body),
+    }
+}
+
+fn final_state(decision: &Decision, actions: &[act::ActionOutcome]) -> IncidentState {
+    use act::ActionStatus as S;
+    if decision.actions.is_empty() {
+        // No action proposed: a human decides whether anything is wrong.
+        return if decision.confidence == crate::analysis::Confidence::Low {
+            IncidentState::Escalated
+        } else {
+            IncidentState::Open
+        };
+    }
+    match actions.last().map(|a| &a.status) {
+        Some(S::Recovered) => IncidentState::Resolved,
+        Some(S::WaitingApproval { .. }) => IncidentState::WaitingApproval,
+        Some(S::Observed) => IncidentState::Open,
+        _ => IncidentState::Escalated,
+    }
+}
+
+fn escalation_reason(decision: &Decision, actions: &[act::ActionOutcome]) -> String {
+    match actions.last() {
+        Some(a) => format!("{}: {}", a.tool, a.summary()),
+        None => format!(
+            "{} ({:?} confidence, no action)",
+            decision.hypothesis, decision.confidence
+        ),
+    }
+}
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Autonomy(#[from] autonomy::AutonomyError),
+    #[error(transparent)]
+    Runbook(#[from] runbook::RunbookError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+}
+
+/// Where an agent's configuration and data live.
+pub struct AgentPaths<'a> {
+    pub policies: &'a std::path::Path,
+    pub runbooks: &'a std::path::Path,
+    pub data: &'a std::path::Path,
+}
+
+impl Agent {
+    /// Loads plugins, the autonomy policy and runbooks, and opens the store.
+    /// Plugins that fail to load are returned as problems; the rest serve.
+    pub fn open(
+        paths: AgentPaths<'_>,
+        services: crate::sandbox::state::HostServices,
+        cache: &crate::sandbox::cache::CompileCache,
+        config: AgentConfig,
+    ) -> Result<(Agent, Vec<crate::registry::RegistryError>), SetupError> {
+        let engine = crate::sandbox::new_engine()?;
+        let (registry, problems) = Registry::load(engine, cache, paths.policies, services)?;
+        let autonomy =
+            AutonomyPolicy::load(&paths.policies.join(crate::policy::load::AUTONOMY_FILE))?;
+        let runbooks = runbook::load_dir(paths.runbooks)?;
+        let store = crate::store::sqlite::SqliteStore::open(paths.data)?;
+        Ok((
+            Agent {
+                registry: Arc::new(registry),
+                store: Arc::new(store),
+                runbooks,
+                autonomy,
+                guard: Mutex::new(GuardState::default()),
+                config,
+            },
+            problems,
+        ))
+    }
+}
