@@ -1,6 +1,7 @@
 //! Subcommands. Each prints for a person by default and JSON with `--json`.
 
 mod demo;
+mod incident_cmd;
 mod plugin_cmd;
 mod policy_cmd;
 
@@ -67,6 +68,22 @@ pub struct Cli {
 enum Command {
     /// Run the payment-api incident on the embedded simulated cluster.
     Demo,
+    /// Check the audit trail's hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print an incident's post-incident report.
+    Report { incident: String },
+    /// List incidents.
+    Incidents,
+    /// List pending approvals (`--all` for decided ones too).
+    Approvals {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a pending action: it runs now, after the guardrails re-check.
+    Approve { id: String },
+    /// Deny a pending action; the incident is escalated.
+    Deny { id: String },
     /// Inspect, list and call plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
@@ -75,9 +92,21 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit non-zero on any edit, deletion or reordering.
+    Verify,
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo => demo::run(&cli).await,
+        Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
+        Command::Report { incident } => incident_cmd::report(&cli, incident),
+        Command::Incidents => incident_cmd::incidents(&cli),
+        Command::Approvals { all } => incident_cmd::approvals(&cli, *all),
+        Command::Approve { id } => incident_cmd::approve(&cli, id).await,
+        Command::Deny { id } => incident_cmd::deny(&cli, id).await,
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
         Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
     }

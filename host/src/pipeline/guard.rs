@@ -102,10 +102,7 @@ pub fn autonomy(
         }
         Mode::Auto => {}
     }
-    if policy
-        .always_require_approval
-        .iter()
-        .any(|t| *t == spec.name)
+    if policy.always_require_approval.contains(&spec.name)
     {
         return Verdict::NeedsApproval(format!("`{}` always requires approval", spec.name));
     }

@@ -232,11 +232,12 @@ fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
 fn final_state(decision: &Decision, actions: &[act::ActionOutcome]) -> IncidentState {
     use act::ActionStatus as S;
     if decision.actions.is_empty() {
-        // No action proposed: a human decides whether anything is wrong.
-        return if decision.confidence == crate::analysis::Confidence::Low {
-            IncidentState::Escalated
+        // A confident "nothing to do" (a Watchdog) closes the incident; any
+        // other decision without an action goes to a human.
+        return if decision.confidence == crate::analysis::Confidence::High {
+            IncidentState::Resolved
         } else {
-            IncidentState::Open
+            IncidentState::Escalated
         };
     }
     match actions.last().map(|a| &a.status) {

@@ -73,10 +73,9 @@ pub struct StoredRow {
 
 /// Walks rows in storage order and reports the first break.
 pub fn verify_rows(rows: impl IntoIterator<Item = StoredRow>) -> AuditVerification {
-    let mut expected_seq: i64 = 1;
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
-    for row in rows {
+    for (expected_seq, row) in (1_i64..).zip(rows) {
         count += 1;
         if row.seq != expected_seq {
             return AuditVerification {
@@ -127,7 +126,6 @@ pub fn verify_rows(rows: impl IntoIterator<Item = StoredRow>) -> AuditVerificati
             };
         }
         prev = row.hash;
-        expected_seq += 1;
     }
     AuditVerification {
         records: count,

@@ -1,0 +1,113 @@
+//! `runwarden audit verify`, `report`, `incidents`, `approvals`, `approve`, `deny`.
+
+use super::Cli;
+use anyhow::Context;
+use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::store::Store;
+use runwarden::store::sqlite::SqliteStore;
+use std::process::ExitCode;
+
+fn store(cli: &Cli) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&cli.data_dir)
+        .with_context(|| format!("opening the store in {}", cli.data_dir.display()))
+}
+
+pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let v = store(cli)?.verify_audit()?;
+    match &v.broken {
+        None => {
+            println!(
+                "audit trail intact: {} records, hash chain verified",
+                v.records
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(why) => {
+            println!("audit trail BROKEN after {} records: {why}", v.records);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn report(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
+    print!("{}", store(cli)?.report(id)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn incidents(cli: &Cli) -> anyhow::Result<ExitCode> {
+    for i in store(cli)?.incidents()? {
+        println!(
+            "{:<8} {:<16} {:<40} {}",
+            i.id,
+            format!("{:?}", i.state),
+            i.title,
+            i.opened_at.to_rfc3339()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approvals(cli: &Cli, all: bool) -> anyhow::Result<ExitCode> {
+    for a in store(cli)?.approvals()? {
+        if all || a.state == runwarden::store::ApprovalState::Pending {
+            println!(
+                "{:<8} {:<9} {:<8} {}.{} {} (policy {}, expires {}) — {}",
+                a.id,
+                format!("{:?}", a.state),
+                a.incident,
+                a.plugin,
+                a.tool,
+                a.arguments,
+                a.policy_version,
+                a.expires_at.format("%H:%M:%S"),
+                a.reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn agent(cli: &Cli) -> anyhow::Result<Agent> {
+    let (services, _) = cli.services().await?;
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &cli.policies,
+            runbooks: &cli.runbooks,
+            data: &cli.data_dir,
+        },
+        services,
+        &cli.cache(),
+        AgentConfig::default(),
+    )?;
+    for p in problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(agent)
+}
+
+fn operator() -> String {
+    std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+pub async fn approve(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
+    let outcome = agent(cli).await?.approve(id, &operator()).await?;
+    println!("{}", outcome.summary());
+    Ok(
+        if matches!(
+            outcome.status,
+            runwarden::pipeline::act::ActionStatus::Recovered
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+pub async fn deny(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
+    agent(cli).await?.deny(id, &operator())?;
+    println!("{id} denied; the incident is escalated to a human");
+    Ok(ExitCode::SUCCESS)
+}

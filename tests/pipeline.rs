@@ -1,0 +1,303 @@
+//! The incident pipeline end to end: real plugins, the simulated cluster,
+//! SQLite in a temp dir, and a loopback Prometheus double where needed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use runwarden::intake::{Alert, Sender, Status};
+use runwarden::pipeline::act::ActionStatus;
+use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::store::IncidentState;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// When the demo cluster's bad revision rolled out, plus 16 minutes.
+const ALERT_AT_MS: i64 = 1_795_760_960_000;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    world: World,
+}
+
+/// Copies the shipped policies (made absolute) into a temp dir, applying
+/// `edit(file name, text)`.
+fn setup(edit: impl Fn(&str, String) -> String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let ws = workspace().canonicalize().unwrap();
+    for entry in std::fs::read_dir(ws.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("\"../", &format!("\"{}/", ws.display()));
+            std::fs::write(policies.join(&name), edit(&name, text)).unwrap();
+        }
+    }
+    Setup {
+        dir,
+        world: world(),
+    }
+}
+
+fn agent(s: &Setup) -> Agent {
+    let ws = workspace();
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &s.dir.path().join("policies"),
+            runbooks: &ws.join("runbooks"),
+            data: &s.dir.path().join("data"),
+        },
+        s.world.services.clone(),
+        &cache(),
+        AgentConfig {
+            source_deadline: Duration::from_secs(3),
+            verify_interval: Duration::from_millis(20),
+            verify_timeout: Some(Duration::from_millis(500)),
+            ..AgentConfig::default()
+        },
+    )
+    .expect("agent opens");
+    assert!(problems.is_empty(), "{problems:?}");
+    agent
+}
+
+fn alert(name: &str, tier: &str) -> Alert {
+    let mut labels = BTreeMap::new();
+    for (k, v) in [
+        ("alertname", name),
+        ("namespace", "payments"),
+        ("service", "payment-api"),
+        ("tier", tier),
+    ] {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Alert {
+        sender: Sender::Alertmanager,
+        name: name.into(),
+        status: Status::Firing,
+        fingerprint: format!("fp-{name}"),
+        labels,
+        annotations: BTreeMap::from([("summary".to_string(), "5xx above 5%".to_string())]),
+        starts_at: chrono::DateTime::from_timestamp_millis(ALERT_AT_MS).unwrap(),
+        ends_at: None,
+        generator_url: None,
+    }
+}
+
+fn revision(s: &Setup) -> Option<u64> {
+    s.world
+        .cluster
+        .deployment("payments", "payment-api")
+        .map(|d| d.revision)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_deploy_is_rolled_back_verified_audited_and_reported() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
+    assert_eq!(out.state, IncidentState::Resolved, "{out:#?}");
+    assert_eq!(
+        out.decision.decided_by,
+        "runbook HighErrorRate rule `bad-deploy-oom`"
+    );
+    assert!(matches!(out.actions[0].status, ActionStatus::Recovered));
+    assert_eq!(revision(&s), Some(3));
+    assert!(
+        out.gaps.iter().any(|g| g.source == "prometheus"),
+        "no Prometheus here: a gap, not a failure"
+    );
+
+    let kinds: Vec<String> = agent
+        .store
+        .audit(Some(&out.incident))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    let order = [
+        "alert",
+        "context",
+        "decision",
+        "guard",
+        "plan",
+        "intent",
+        "execution",
+        "verification",
+    ];
+    let mut at = 0;
+    for k in order {
+        at += kinds[at..]
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing or out of order in {kinds:?}"));
+    }
+    assert!(agent.store.verify_audit().unwrap().ok());
+    let report = agent.store.report(&out.incident).unwrap();
+    for needle in [
+        "# INC-1: HighErrorRate on payment-api",
+        "## Root cause",
+        "exhausts its memory",
+        "## Timeline",
+        "executed rollback_deployment",
+        "verified recovery",
+    ] {
+        assert!(report.contains(needle), "{needle} missing from:\n{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tier_1_service_waits_for_approval_then_the_approved_action_runs() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "1")]).await.unwrap();
+    assert_eq!(out.state, IncidentState::WaitingApproval);
+    let ActionStatus::WaitingApproval { approval } = &out.actions[0].status else {
+        panic!("{:?}", out.actions[0].status)
+    };
+    assert_eq!(revision(&s), Some(2), "nothing ran before the approval");
+
+    let done = agent.approve(approval, "test:oncall").await.unwrap();
+    assert!(matches!(done.status, ActionStatus::Recovered), "{done:?}");
+    assert_eq!(revision(&s), Some(3));
+    assert_eq!(
+        agent.store.incident(&out.incident).unwrap().state,
+        IncidentState::Resolved
+    );
+    let again = agent.approve(approval, "test:oncall").await;
+    assert!(again.is_err(), "an approval is used once");
+    assert!(agent.store.verify_audit().unwrap().ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_approval_runs_nothing() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "1")]).await.unwrap();
+    let ActionStatus::WaitingApproval { approval } = &out.actions[0].status else {
+        panic!()
+    };
+    agent.deny(approval, "test:oncall").unwrap();
+    assert_eq!(revision(&s), Some(2));
+    assert_eq!(
+        agent.store.incident(&out.incident).unwrap().state,
+        IncidentState::Escalated
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_under_an_older_policy_is_refused() {
+    let s = setup(|_, t| t);
+    let mut agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "1")]).await.unwrap();
+    let ActionStatus::WaitingApproval { approval } = out.actions[0].status.clone() else {
+        panic!()
+    };
+    agent.autonomy.version = "2026-12-01.1".into();
+    let err = agent
+        .approve(&approval, "test:oncall")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("must be proposed again"), "{err}");
+    assert_eq!(revision(&s), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn observe_mode_records_the_plan_and_changes_nothing() {
+    let s = setup(|name, t| {
+        if name == "autonomy.toml" {
+            t.replace("mode = \"auto\"", "mode = \"observe\"")
+        } else {
+            t
+        }
+    });
+    let agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
+    assert!(
+        matches!(out.actions[0].status, ActionStatus::Observed),
+        "{:?}",
+        out.actions[0].status
+    );
+    assert_eq!(
+        out.actions[0].plan.as_deref(),
+        Some("roll back deployment payments/payment-api: revision 2 -> revision 1")
+    );
+    assert_eq!(revision(&s), Some(2));
+    let kinds: Vec<String> = agent
+        .store
+        .audit(Some(&out.incident))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"plan".to_string()) && !kinds.contains(&"intent".to_string()),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_outage_right_after_an_unrelated_deploy_is_not_rolled_back() {
+    // Prometheus double: the upstream is down (up == 0), 5xx is high.
+    let prom = serve_with(|path| {
+        let v = if path.contains("up%7Bjob") { "0" } else { "0.08" };
+        let start = (ALERT_AT_MS - 3_600_000) / 1000;
+        let values: Vec<serde_json::Value> = (0..10).map(|i| serde_json::json!([start + i * 600, v])).collect();
+        serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}}).to_string()
+    })
+    .await;
+    let port = prom.port;
+    let s = setup(move |name, t| {
+        if name == "prometheus.toml" {
+            t.replace("127.0.0.1:9090", &format!("127.0.0.1:{port}"))
+        } else {
+            t
+        }
+    });
+    let agent = agent(&s);
+    let out = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
+    assert_eq!(
+        out.decision.decided_by,
+        "runbook HighErrorRate rule `upstream-outage`"
+    );
+    assert!(out.actions.is_empty());
+    assert_eq!(out.state, IncidentState::Escalated);
+    assert_eq!(revision(&s), Some(2), "rolling back would have been wrong");
+    assert!(prom.hits() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watchdog_changes_nothing() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let before = s.world.cluster.snapshot();
+    let out = agent.handle(&[alert("Watchdog", "2")]).await.unwrap();
+    assert!(out.actions.is_empty());
+    assert_eq!(out.state, IncidentState::Resolved);
+    assert_eq!(
+        serde_json::to_string(&s.world.cluster.snapshot()).unwrap(),
+        serde_json::to_string(&before).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cooldown_stops_the_same_action_twice() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let first = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
+    assert_eq!(first.state, IncidentState::Resolved);
+    // The same alert again (the demo cluster still has revision history): the
+    // cooldown refuses a second rollback of the same target.
+    let second = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
+    let refused = second.actions.iter().any(|a| matches!(&a.status, ActionStatus::Refused { step, .. } if step == "cooldown" || step == "oscillation"));
+    let nothing = second.actions.is_empty();
+    assert!(refused || nothing, "{:?}", second.actions);
+    assert_eq!(revision(&s), Some(3), "rolled back once only");
+}
