@@ -13,5 +13,6 @@ pub mod plugin;
 pub mod policy;
 pub mod registry;
 pub mod sandbox;
+pub mod server;
 pub mod store;
 pub mod toolcall;

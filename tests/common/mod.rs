@@ -2,6 +2,8 @@
 //! simulated cluster, and a loopback HTTP server that counts what reaches it.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use runwarden::capability::k8s::sim::SimulatedCluster;
 use runwarden::capability::secrets::StaticSecretStore;
 use runwarden::plugin::{self, LoadError, Plugin};
@@ -208,4 +210,43 @@ pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static
         }
     });
     TestServer { port, hits, paths }
+}
+
+/// A minimal HTTP/1 request to a loopback server: (status, body).
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let uri: hyper::Uri = url.parse().expect("url");
+    let addr = format!(
+        "{}:{}",
+        uri.host().expect("host"),
+        uri.port_u16().expect("port")
+    );
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", "localhost");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(
+            req.body(Full::new(bytes::Bytes::from(body)))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }

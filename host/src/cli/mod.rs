@@ -4,6 +4,7 @@ mod demo;
 mod incident_cmd;
 mod plugin_cmd;
 mod policy_cmd;
+mod serve_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -68,6 +69,8 @@ pub struct Cli {
 enum Command {
     /// Run the payment-api incident on the embedded simulated cluster.
     Demo,
+    /// Receive alert webhooks and run incidents; serve the API.
+    Serve(serve_cmd::ServeArgs),
     /// Check the audit trail's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -101,6 +104,7 @@ enum AuditCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo => demo::run(&cli).await,
+        Command::Serve(args) => serve_cmd::run(&cli, args).await,
         Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),

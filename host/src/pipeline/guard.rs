@@ -102,8 +102,7 @@ pub fn autonomy(
         }
         Mode::Auto => {}
     }
-    if policy.always_require_approval.contains(&spec.name)
-    {
+    if policy.always_require_approval.contains(&spec.name) {
         return Verdict::NeedsApproval(format!("`{}` always requires approval", spec.name));
     }
     let Some(rule) = policy.rule_for(&spec.name) else {

@@ -96,13 +96,23 @@ impl Agent {
     /// Runs one incident, made of `alerts` (the first is the primary), to
     /// its end: resolved, escalated or waiting for approval.
     pub async fn handle(&self, alerts: &[Alert]) -> Result<IncidentOutcome, StoreError> {
+        let id = self.store.next_incident_id()?;
+        self.handle_as(&id, alerts).await
+    }
+
+    /// Like [`Agent::handle`], under an id the caller allocated.
+    pub async fn handle_as(
+        &self,
+        id: &str,
+        alerts: &[Alert],
+    ) -> Result<IncidentOutcome, StoreError> {
         let started = std::time::Instant::now();
         let Some(primary) = alerts.first() else {
             return Err(StoreError::Db(
                 "an incident needs at least one alert".into(),
             ));
         };
-        let id = self.store.next_incident_id()?;
+        let id = id.to_string();
         let mut record = IncidentRecord {
             id: id.clone(),
             title: format!(

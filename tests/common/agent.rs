@@ -1,0 +1,58 @@
+//! An agent over a copy of the shipped policies, for pipeline and server tests.
+
+use super::*;
+use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use std::time::Duration;
+
+/// When the demo cluster's bad revision rolled out, plus 16 minutes.
+pub const ALERT_AT_MS: i64 = 1_795_760_960_000;
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub world: World,
+}
+
+/// Copies the shipped policies (made absolute) into a temp dir, applying
+/// `edit(file name, text)`.
+pub fn setup(edit: impl Fn(&str, String) -> String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let ws = workspace().canonicalize().unwrap();
+    for entry in std::fs::read_dir(ws.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("\"../", &format!("\"{}/", ws.display()));
+            std::fs::write(policies.join(&name), edit(&name, text)).unwrap();
+        }
+    }
+    Setup {
+        dir,
+        world: world(),
+    }
+}
+
+pub fn agent(s: &Setup) -> Agent {
+    let ws = workspace();
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &s.dir.path().join("policies"),
+            runbooks: &ws.join("runbooks"),
+            data: &s.dir.path().join("data"),
+        },
+        s.world.services.clone(),
+        &cache(),
+        AgentConfig {
+            source_deadline: Duration::from_secs(3),
+            verify_interval: Duration::from_millis(20),
+            verify_timeout: Some(Duration::from_millis(500)),
+            ..AgentConfig::default()
+        },
+    )
+    .expect("agent opens");
+    assert!(problems.is_empty(), "{problems:?}");
+    agent
+}
