@@ -52,9 +52,9 @@ async fn approvals(State(s): State<Arc<Server>>) -> Response {
 }
 
 /// The approver's identity, if the bearer token matches (constant time).
-fn approver(s: &Server, headers: &HeaderMap) -> Result<String, Response> {
+fn approver(s: &Server, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
     let Some(expected) = s.config.approver_token.as_deref() else {
-        return Err(error(
+        return Err((
             StatusCode::FORBIDDEN,
             "approvals over HTTP are disabled: no approver token is configured (RUNWARDEN_APPROVER_TOKEN)",
         ));
@@ -67,10 +67,7 @@ fn approver(s: &Server, headers: &HeaderMap) -> Result<String, Response> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok("http:approver".into())
     } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong approver token",
-        ))
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong approver token"))
     }
 }
 
@@ -81,7 +78,7 @@ async fn approve(
 ) -> Response {
     let who = match approver(&s, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err((status, why)) => return error(status, why),
     };
     match s.agent.approve(&id, &who).await {
         Ok(outcome) => {
@@ -98,7 +95,7 @@ async fn deny(
 ) -> Response {
     let who = match approver(&s, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err((status, why)) => return error(status, why),
     };
     match s.agent.deny(&id, &who) {
         Ok(()) => axum::Json(serde_json::json!({"denied": id})).into_response(),
