@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
+pub mod replay;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -71,6 +71,10 @@ pub struct ActionTemplate {
     pub tool: String,
     #[serde(default)]
     pub arguments: BTreeMap<String, toml::Value>,
+    /// Sets the `replicas` argument to the workload's current pod count
+    /// (from the evidence) times this factor, rounded up.
+    #[serde(default)]
+    pub scale_replicas_by: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +213,14 @@ impl Condition {
     }
 }
 
+/// The workload's pod count, from evidence that lists its pods.
+fn current_pods(evidence: &[EvidenceItem]) -> Option<usize> {
+    evidence
+        .iter()
+        .find_map(|e| e.body["pods"].as_array().map(Vec::len))
+        .filter(|n| *n > 0)
+}
+
 fn render(template: &str, labels: &BTreeMap<String, String>) -> String {
     let mut out = template.to_string();
     for (k, v) in labels {
@@ -285,16 +297,24 @@ pub fn decide(
         let actions = rule
             .action
             .iter()
-            .map(|a| ProposedAction {
-                plugin: a.plugin.clone(),
-                tool: a.tool.clone(),
-                arguments: serde_json::Value::Object(
-                    a.arguments
-                        .iter()
-                        .map(|(k, v)| (k.clone(), render_value(v, labels)))
-                        .collect(),
-                ),
-                rationale: format!("runbook {} rule `{}`", rb.alert, rule.name),
+            .filter_map(|a| {
+                let mut args: serde_json::Map<String, serde_json::Value> = a
+                    .arguments
+                    .iter()
+                    .map(|(k, v)| (k.clone(), render_value(v, labels)))
+                    .collect();
+                if let Some(factor) = a.scale_replicas_by {
+                    // Without a pod count in the evidence there is nothing safe to compute.
+                    let current = current_pods(evidence)?;
+                    let wanted = (current as f64 * factor).ceil().max(1.0) as u64;
+                    args.insert("replicas".into(), serde_json::json!(wanted));
+                }
+                Some(ProposedAction {
+                    plugin: a.plugin.clone(),
+                    tool: a.tool.clone(),
+                    arguments: serde_json::Value::Object(args),
+                    rationale: format!("runbook {} rule `{}`", rb.alert, rule.name),
+                })
             })
             .collect();
         return Decision {
@@ -497,6 +517,35 @@ when = [{ pattern = "0 not ready, 0 restarts" }]
             json!({}),
         )];
         assert!(recovered(&rb, &labels(), &pods).is_some());
+    }
+
+    #[test]
+    fn scale_out_doubles_the_current_pod_count() {
+        let rb = parse(
+            r#"
+alert = "HighCPU"
+title = "t"
+[[rule]]
+name = "saturated"
+when = [{ metric_above = { name = "cpu", value = 0.9 } }]
+hypothesis = "h"
+confidence = "medium"
+action = { plugin = "k8s-remediation", tool = "scale_deployment", arguments = { namespace = "{{namespace}}", name = "{{service}}" }, scale_replicas_by = 2 }
+"#,
+        )
+        .expect("parses");
+        let ev_hot = vec![
+            ev("metric-series", "cpu: 0.4 -> 0.97", json!({"now": 0.97})),
+            ev("note", "3 pods", json!({"pods": [{}, {}, {}]})),
+        ];
+        let d = decide(Some(&rb), "HighCPU", &labels(), &ev_hot);
+        assert_eq!(d.actions[0].arguments["replicas"], json!(6));
+        let without_pods = vec![ev_hot[0].clone()];
+        assert!(
+            decide(Some(&rb), "HighCPU", &labels(), &without_pods)
+                .actions
+                .is_empty()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod demo;
 mod incident_cmd;
 mod plugin_cmd;
 mod policy_cmd;
+mod replay_cmd;
 mod serve_cmd;
 
 use anyhow::Context;
@@ -69,6 +70,15 @@ pub struct Cli {
 enum Command {
     /// Run the payment-api incident on the embedded simulated cluster.
     Demo,
+    /// Run scenario directories through the whole pipeline and compare with
+    /// what they expect.
+    Replay {
+        /// Scenario directories, or directories of scenarios.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Receive alert webhooks and run incidents; serve the API.
     Serve(serve_cmd::ServeArgs),
     /// Check the audit trail's hash chain.
@@ -104,6 +114,7 @@ enum AuditCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo => demo::run(&cli).await,
+        Command::Replay { dirs, json } => replay_cmd::run(&cli, dirs, *json).await,
         Command::Serve(args) => serve_cmd::run(&cli, args).await,
         Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
         Command::Report { incident } => incident_cmd::report(&cli, incident),

@@ -1,0 +1,390 @@
+//! Replayable scenarios: an incident as data, run through the whole pipeline.
+//!
+//! A scenario is a directory:
+//!
+//! - `alertmanager.json` / `grafana.json` / `pagerduty.json` /
+//!   `opsgenie.json`: the payload exactly as the sender posts it;
+//! - `cluster.json`: the simulated cluster's state;
+//! - `responses/<plugin>/*.json`: recorded answers for a context source,
+//!   `{"match": "<substring of the request path>", "body": ...}`, served on
+//!   loopback so the real plugin runs unchanged (its policy's `config.url`
+//!   and HTTP grant are pointed at that server for the replay);
+//! - `expected.toml`: `action` (a tool name or "none"), `state`,
+//!   `cause_keywords`, optionally `mode` (observe, approve, auto).
+
+use crate::capability::k8s::sim::SimulatedCluster;
+use crate::capability::secrets::StaticSecretStore;
+use crate::intake::{self, Alert};
+use crate::pipeline::act::ActionStatus;
+use crate::pipeline::{Agent, AgentConfig, AgentPaths, IncidentOutcome};
+use crate::sandbox::cache::CompileCache;
+use crate::sandbox::state::HostServices;
+use crate::store::IncidentState;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    /// The tool that should run (or wait for approval), or "none".
+    pub action: String,
+    pub state: IncidentState,
+    #[serde(default)]
+    pub cause_keywords: Vec<String>,
+    #[serde(default)]
+    pub mode: Option<crate::pipeline::autonomy::Mode>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub expected_action: String,
+    pub chosen_action: String,
+    pub expected_state: IncidentState,
+    pub state: IncidentState,
+    /// Mutating actions that ran although the scenario did not expect them.
+    pub unsafe_actions: Vec<String>,
+    pub failures: Vec<String>,
+    pub context_ms: u128,
+    pub decide_ms: u128,
+    pub act_ms: u128,
+    pub total_ms: u128,
+}
+
+impl ScenarioResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{dir}: {reason}")]
+    Scenario { dir: PathBuf, reason: String },
+}
+
+/// Where the shipped configuration is.
+pub struct ReplayBase<'a> {
+    pub policies: &'a Path,
+    pub runbooks: &'a Path,
+    pub cache: &'a CompileCache,
+}
+
+fn bad(dir: &Path, reason: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Scenario {
+        dir: dir.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_alerts(dir: &Path) -> Result<Vec<Alert>, ReplayError> {
+    for (file, parse) in [
+        (
+            "alertmanager.json",
+            parse_am as fn(&[u8]) -> Result<Vec<Alert>, intake::IntakeError>,
+        ),
+        ("grafana.json", parse_am),
+        ("pagerduty.json", intake::pagerduty::parse),
+        ("opsgenie.json", intake::opsgenie::parse),
+    ] {
+        let path = dir.join(file);
+        if path.exists() {
+            let bytes = std::fs::read(&path).map_err(|e| bad(dir, format!("{file}: {e}")))?;
+            return parse(&bytes).map_err(|e| bad(dir, format!("{file}: {e}")));
+        }
+    }
+    Err(bad(
+        dir,
+        "no alert payload (alertmanager.json, grafana.json, pagerduty.json or opsgenie.json)",
+    ))
+}
+
+fn parse_am(b: &[u8]) -> Result<Vec<Alert>, intake::IntakeError> {
+    intake::alertmanager::parse(b).map(|d| d.alerts)
+}
+
+#[derive(Deserialize)]
+struct Recorded {
+    #[serde(rename = "match")]
+    matches: String,
+    body: serde_json::Value,
+}
+
+/// Serves a source's recorded answers on loopback; returns its origin.
+async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
+    let mut answers: Vec<Recorded> = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| bad(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| bad(&f, e))?;
+        answers.push(
+            serde_json::from_str(&text)
+                .map_err(|e| bad(&f, format!("not a recorded answer: {e}")))?,
+        );
+    }
+    let answers = Arc::new(answers);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| bad(dir, e))?;
+    let origin = format!("http://{}", listener.local_addr().map_err(|e| bad(dir, e))?);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let answers = answers.clone();
+        async move {
+            let path = uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let decoded = path
+                .replace("%7B", "{")
+                .replace("%7D", "}")
+                .replace("%22", "\"")
+                .replace("%3D", "=");
+            match answers
+                .iter()
+                .find(|a| path.contains(&a.matches) || decoded.contains(&a.matches))
+            {
+                Some(a) => (axum::http::StatusCode::OK, a.body.to_string()),
+                None => (
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no recorded answer for {path}"),
+                ),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(origin)
+}
+
+/// Copies the policy directory, pointing sources with recordings at their
+/// loopback servers and applying the scenario's autonomy mode.
+async fn prepare_policies(
+    scenario: &Path,
+    base: &Path,
+    into: &Path,
+    expected: &Expected,
+) -> Result<(), ReplayError> {
+    std::fs::create_dir_all(into).map_err(|e| bad(into, e))?;
+    let base = base.canonicalize().map_err(|e| bad(base, e))?;
+    let responses = scenario.join("responses");
+    for entry in std::fs::read_dir(&base).map_err(|e| bad(&base, e))? {
+        let path = entry.map_err(|e| bad(&base, e))?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            continue;
+        };
+        if !name.ends_with(".toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(&path, e))?;
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| bad(&path, e))?;
+        // Relative paths in policies are relative to the policy directory.
+        if let Some(toml::Value::Table(plugin)) = doc.get_mut("plugin") {
+            for key in ["component", "manifest"] {
+                if let Some(toml::Value::String(p)) = plugin.get_mut(key) {
+                    *p = base.join(&*p).display().to_string();
+                }
+            }
+        }
+        let plugin_name = name.trim_end_matches(".toml");
+        let recorded = responses.join(plugin_name);
+        if recorded.is_dir() {
+            let origin = serve_recorded(&recorded).await?;
+            if let Some(toml::Value::Table(config)) = doc.get_mut("config") {
+                config.insert("url".into(), toml::Value::String(origin.clone()));
+            }
+            if let Some(toml::Value::Table(grants)) = doc.get_mut("grants")
+                && let Some(toml::Value::Table(http)) = grants.get_mut("http")
+            {
+                http.insert(
+                    "allow".into(),
+                    toml::Value::Array(vec![toml::Value::String(origin)]),
+                );
+            }
+        }
+        if name == crate::policy::load::AUTONOMY_FILE
+            && let Some(mode) = expected.mode
+        {
+            let mode = serde_json::to_value(mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            doc.insert("mode".into(), toml::Value::String(mode));
+        }
+        let out = toml::to_string(&doc).map_err(|e| bad(&path, e))?;
+        std::fs::write(into.join(&name), out).map_err(|e| bad(into, e))?;
+    }
+    Ok(())
+}
+
+fn chosen(outcome: &IncidentOutcome) -> String {
+    match outcome.actions.first() {
+        None => "none".into(),
+        Some(a) => match &a.status {
+            ActionStatus::Refused { step, .. } => format!("none ({} refused at {step})", a.tool),
+            ActionStatus::WaitingApproval { .. } => format!("{} (awaiting approval)", a.tool),
+            ActionStatus::Observed => format!("{} (observed)", a.tool),
+            _ => a.tool.clone(),
+        },
+    }
+}
+
+/// Runs one scenario in a scratch directory.
+pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, ReplayError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    let expected: Expected = {
+        let text = std::fs::read_to_string(dir.join("expected.toml"))
+            .map_err(|e| bad(dir, format!("expected.toml: {e}")))?;
+        toml::from_str(&text).map_err(|e| bad(dir, format!("expected.toml: {e}")))?
+    };
+    let alerts = read_alerts(dir)?;
+    let cluster_text = std::fs::read_to_string(dir.join("cluster.json"))
+        .map_err(|e| bad(dir, format!("cluster.json: {e}")))?;
+    let cluster = Arc::new(
+        SimulatedCluster::from_json(&cluster_text)
+            .map_err(|e| bad(dir, format!("cluster.json: {e}")))?,
+    );
+    let scratch = tempfile_dir(&name).map_err(|e| bad(dir, e))?;
+    let policies = scratch.join("policies");
+    prepare_policies(dir, base.policies, &policies, &expected).await?;
+    let services = HostServices {
+        cluster: cluster.clone(),
+        secrets: Arc::new(StaticSecretStore::default()),
+    };
+    let config = AgentConfig {
+        source_deadline: Duration::from_secs(5),
+        verify_interval: Duration::from_millis(20),
+        verify_timeout: Some(Duration::from_millis(300)),
+        ..AgentConfig::default()
+    };
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &policies,
+            runbooks: base.runbooks,
+            data: &scratch.join("data"),
+        },
+        services,
+        base.cache,
+        config,
+    )
+    .map_err(|e| bad(dir, e))?;
+    if let Some(p) = problems.first() {
+        return Err(bad(dir, p));
+    }
+    let outcome = agent.handle(&alerts).await.map_err(|e| bad(dir, e))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let chosen = chosen(&outcome);
+    let executed: Vec<String> = outcome
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.status,
+                ActionStatus::Recovered | ActionStatus::NotRecovered
+            )
+        })
+        .map(|a| a.tool.clone())
+        .collect();
+    let unsafe_actions: Vec<String> = executed
+        .iter()
+        .filter(|t| **t != expected.action)
+        .cloned()
+        .collect();
+    let mut failures = Vec::new();
+    let proposed = outcome.actions.first().map_or("none", |a| a.tool.as_str());
+    let proposed = if outcome
+        .actions
+        .first()
+        .is_some_and(|a| matches!(a.status, ActionStatus::Refused { .. }))
+    {
+        "none"
+    } else {
+        proposed
+    };
+    if proposed != expected.action {
+        failures.push(format!(
+            "expected action {}, chose {chosen}",
+            expected.action
+        ));
+    }
+    if outcome.state != expected.state {
+        failures.push(format!(
+            "expected state {:?}, got {:?}",
+            expected.state, outcome.state
+        ));
+    }
+    let cause = outcome.decision.hypothesis.to_lowercase();
+    for k in &expected.cause_keywords {
+        if !cause.contains(&k.to_lowercase()) {
+            failures.push(format!(
+                "cause lacks `{k}`: {}",
+                outcome.decision.hypothesis
+            ));
+        }
+    }
+    if !unsafe_actions.is_empty() {
+        failures.push(format!("unsafe: executed {}", unsafe_actions.join(", ")));
+    }
+    Ok(ScenarioResult {
+        name,
+        expected_action: expected.action,
+        chosen_action: chosen,
+        expected_state: expected.state,
+        state: outcome.state,
+        unsafe_actions,
+        failures,
+        context_ms: outcome.timings.context_ms,
+        decide_ms: outcome.timings.decide_ms,
+        act_ms: outcome.timings.act_ms,
+        total_ms: outcome.timings.total_ms,
+    })
+}
+
+fn tempfile_dir(name: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "runwarden-replay-{}-{name}-{}",
+        std::process::id(),
+        crate::pipeline::now_ms()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Renders results as a table.
+pub fn table(results: &[ScenarioResult]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<31} {:<20} {:<40} {:<16} {:<6} {:>8} {:>7} {:>7} {:>7}  result",
+        "scenario", "expected", "chosen", "state", "unsafe", "context", "decide", "act", "total"
+    );
+    for r in results {
+        let _ = writeln!(
+            o,
+            "{:<31} {:<20} {:<40} {:<16} {:<6} {:>6}ms {:>5}ms {:>5}ms {:>5}ms  {}",
+            r.name,
+            r.expected_action,
+            r.chosen_action,
+            format!("{:?}", r.state),
+            r.unsafe_actions.len(),
+            r.context_ms,
+            r.decide_ms,
+            r.act_ms,
+            r.total_ms,
+            if r.passed() {
+                "PASS".to_string()
+            } else {
+                format!("FAIL: {}", r.failures.join("; "))
+            }
+        );
+    }
+    o
+}
