@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone with only the Rust toolchain:
-# installs the wasm target, builds the plugin components, runs every test.
+# installs the wasm target, the Debian packages the end-to-end test runs
+# (prometheus, prometheus-alertmanager), builds the plugin components, and
+# runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+fi
+
 ./scripts/build-plugins.sh
 cargo test --locked
