@@ -5,6 +5,7 @@
 //! planner proposes the same shape; either way every proposed action is
 //! validated and guarded before anything runs.
 
+pub mod llm;
 pub mod runbook;
 
 use serde::{Deserialize, Serialize};

@@ -38,7 +38,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         services,
         &cli.cache(),
-        AgentConfig::default(),
+        AgentConfig {
+            llm: runwarden::analysis::llm::LlmConfig::from_env(),
+            ..AgentConfig::default()
+        },
     )?;
     for p in problems {
         eprintln!("warning: {p}");

@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub verify_interval: Duration,
     /// Overrides runbooks' `verify_timeout_s` when set.
     pub verify_timeout: Option<Duration>,
+    /// The LLM planner; `None` means the runbook planner decides alone.
+    pub llm: Option<crate::analysis::llm::LlmConfig>,
 }
 
 impl Default for AgentConfig {
@@ -43,6 +45,7 @@ impl Default for AgentConfig {
             lookback: Duration::from_secs(60 * 60),
             verify_interval: Duration::from_secs(10),
             verify_timeout: None,
+            llm: None,
         }
     }
 }
@@ -169,7 +172,7 @@ impl Agent {
             .runbook
             .as_ref()
             .and_then(|name| self.runbooks.get(name));
-        let decision = runbook::decide(rb, &primary.name, &primary.labels, &evidence);
+        let decision = self.decide(&id, primary, rb, &evidence).await?;
         self.audit(
             &id,
             "decision",
@@ -227,6 +230,77 @@ impl Agent {
                 total_ms: started.elapsed().as_millis(),
             },
         })
+    }
+}
+
+impl Agent {
+    /// The LLM planner when configured, with the runbook planner as the
+    /// default and the fallback. Prompt, answer, rejections and any fallback
+    /// are audited.
+    async fn decide(
+        &self,
+        id: &str,
+        alert: &Alert,
+        rb: Option<&Runbook>,
+        evidence: &[EvidenceItem],
+    ) -> Result<Decision, StoreError> {
+        let by_runbook = || runbook::decide(rb, &alert.name, &alert.labels, evidence);
+        let Some(llm) = &self.config.llm else {
+            return Ok(by_runbook());
+        };
+        let tools = self.tool_offers().await;
+        let prompt = crate::analysis::llm::build_prompt(
+            alert,
+            evidence,
+            rb.map(|r| r.guidance.as_str()),
+            &tools,
+        );
+        let prompt = crate::analysis::llm::Prompt {
+            system: prompt.system,
+            user: redact::redact(&prompt.user),
+        };
+        self.audit(
+            id,
+            "prompt",
+            serde_json::json!({"model": llm.model, "system": prompt.system, "user": prompt.user}),
+        )?;
+        let out = crate::analysis::llm::plan(llm, &prompt, &tools).await;
+        self.audit(id, "model-answer", serde_json::json!({"model": llm.model, "answer": out.answer, "failure": out.failure, "rejected": out.rejected}))?;
+        match out.decision {
+            Some(d) => Ok(d),
+            None => {
+                let reason = out
+                    .failure
+                    .map_or_else(|| "no decision".to_string(), |f| f.to_string());
+                self.audit(
+                    id,
+                    "planner-fallback",
+                    serde_json::json!({"from": "llm", "to": "runbook", "reason": reason}),
+                )?;
+                Ok(by_runbook())
+            }
+        }
+    }
+
+    /// Every granted remediation tool, as offered to a model.
+    async fn tool_offers(&self) -> Vec<crate::analysis::llm::ToolOffer> {
+        let mut offers = Vec::new();
+        for plugin in self
+            .registry
+            .of_kind(crate::policy::PluginKind::RemediationTool)
+        {
+            if let Ok(specs) = plugin.describe_tools(&self.registry.services).await.result {
+                offers.extend(
+                    specs
+                        .into_iter()
+                        .map(|spec| crate::analysis::llm::ToolOffer {
+                            plugin: plugin.name().to_string(),
+                            spec,
+                        }),
+                );
+            }
+        }
+        offers
     }
 }
 

@@ -94,6 +94,24 @@ pub fn line(r: &AuditRecord) -> Option<String> {
             }
         }
         "escalation" => format!("escalated: {}", s("reason")),
+        "prompt" => format!("prompt sent to model {}", s("model")),
+        "model-answer" => {
+            let rejected = b["rejected"].as_array().map_or(0, Vec::len);
+            match b["failure"].as_object() {
+                Some(_) => format!(
+                    "model {} gave no usable answer: {}",
+                    s("model"),
+                    b["failure"]
+                ),
+                None if rejected > 0 => format!(
+                    "model {} answered; {rejected} proposal(s) rejected: {}",
+                    s("model"),
+                    b["rejected"]
+                ),
+                None => format!("model {} answered", s("model")),
+            }
+        }
+        "planner-fallback" => format!("fell back to the runbook planner: {}", s("reason")),
         other => other.to_string(),
     })
 }
