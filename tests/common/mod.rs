@@ -171,6 +171,13 @@ pub async fn serve(body: &'static str) -> TestServer {
 }
 
 pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static) -> TestServer {
+    serve_status(move |p| (200, respond(p))).await
+}
+
+/// Like [`serve_with`], choosing the status code too.
+pub async fn serve_status(
+    respond: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+) -> TestServer {
     use http_body_util::Full;
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -196,12 +203,11 @@ pub async fn serve_with(respond: impl Fn(&str) -> String + Send + Sync + 'static
                         .map(|x| x.to_string())
                         .unwrap_or_default();
                     p.lock().expect("lock").push(pq.clone());
-                    let body = respond(&pq);
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            bytes::Bytes::from(body),
-                        )))
-                    }
+                    let (status, body) = respond(&pq);
+                    let mut resp = hyper::Response::new(Full::new(bytes::Bytes::from(body)));
+                    *resp.status_mut() =
+                        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

@@ -30,6 +30,20 @@ pub struct AutonomyPolicy {
     /// Tools that always wait for a human, e.g. resource-limit changes.
     #[serde(default)]
     pub always_require_approval: Vec<String>,
+    /// Who hears about an incident the agent escalates.
+    #[serde(default)]
+    pub escalation: Vec<EscalationTarget>,
+}
+
+/// A notification tool call made when an incident is escalated. String
+/// arguments may use `{{incident}}`, `{{title}}`, `{{reason}}`, `{{service}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationTarget {
+    pub plugin: String,
+    pub tool: String,
+    #[serde(default)]
+    pub arguments: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

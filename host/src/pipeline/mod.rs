@@ -6,6 +6,7 @@ pub mod act;
 pub mod approvals;
 pub mod autonomy;
 pub mod context;
+pub mod escalate;
 pub mod guard;
 pub mod redact;
 pub mod report;
@@ -194,11 +195,15 @@ impl Agent {
 
         let state = final_state(&decision, &actions);
         if state == IncidentState::Escalated {
-            self.audit(
+            let reason = escalation_reason(&decision, &actions);
+            self.audit(&id, "escalation", serde_json::json!({"reason": reason}))?;
+            self.escalate(
                 &id,
-                "escalation",
-                serde_json::json!({"reason": escalation_reason(&decision, &actions)}),
-            )?;
+                &record.title,
+                record.service.as_deref().unwrap_or("?"),
+                &reason,
+            )
+            .await?;
         }
         record.state = state;
         if matches!(state, IncidentState::Resolved | IncidentState::Escalated) {

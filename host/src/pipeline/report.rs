@@ -111,6 +111,17 @@ pub fn line(r: &AuditRecord) -> Option<String> {
                 None => format!("model {} answered", s("model")),
             }
         }
+        "notification" => format!(
+            "notified via {}.{}: {}{}",
+            s("plugin"),
+            s("tool"),
+            if b["ok"].as_bool() == Some(true) {
+                ""
+            } else {
+                "FAILED: "
+            },
+            s("detail")
+        ),
         "planner-fallback" => format!("fell back to the runbook planner: {}", s("reason")),
         other => other.to_string(),
     })

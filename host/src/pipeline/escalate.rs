@@ -1,0 +1,89 @@
+//! Escalation: telling people when the agent stops.
+//!
+//! Notifications are tool calls the host makes itself, with arguments it
+//! builds from the incident — not proposals from a planner — so they skip
+//! the autonomy rules but still go through the sandbox and the notifier
+//! plugin's capability grants. A failed notification is audited; it never
+//! hides the escalation itself.
+
+use super::Agent;
+use crate::store::StoreError;
+
+fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    out
+}
+
+fn to_json(v: &toml::Value, vars: &[(&str, &str)]) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => serde_json::Value::String(render(s, vars)),
+        toml::Value::Integer(i) => serde_json::json!(i),
+        toml::Value::Float(f) => serde_json::json!(f),
+        toml::Value::Boolean(b) => serde_json::json!(b),
+        toml::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(|x| to_json(x, vars)).collect())
+        }
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, x)| (k.clone(), to_json(x, vars)))
+                .collect(),
+        ),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+    }
+}
+
+impl Agent {
+    /// Sends every configured escalation notification for an incident.
+    pub async fn escalate(
+        &self,
+        incident: &str,
+        title: &str,
+        service: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let vars = [
+            ("incident", incident),
+            ("title", title),
+            ("reason", reason),
+            ("service", service),
+        ];
+        for target in &self.autonomy.escalation {
+            let args = serde_json::Value::Object(
+                target
+                    .arguments
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v, &vars)))
+                    .collect(),
+            );
+            let record = |ok: bool, detail: String| {
+                self.audit(incident, "notification", serde_json::json!({"plugin": target.plugin, "tool": target.tool, "ok": ok, "detail": detail}))
+            };
+            let Some(plugin) = self.registry.get(&target.plugin) else {
+                record(false, format!("plugin `{}` is not loaded", target.plugin))?;
+                continue;
+            };
+            let specs = match plugin.describe_tools(&self.registry.services).await.result {
+                Ok(s) => s,
+                Err(e) => {
+                    record(false, e.to_string())?;
+                    continue;
+                }
+            };
+            let call = match crate::toolcall::validate(&specs, &target.tool, &args.to_string()) {
+                Ok((call, _)) => call,
+                Err(e) => {
+                    record(false, e.to_string())?;
+                    continue;
+                }
+            };
+            match plugin.execute(&self.registry.services, &call).await.result {
+                Ok(o) => record(true, o.summary)?,
+                Err(e) => record(false, e.to_string())?,
+            }
+        }
+        Ok(())
+    }
+}

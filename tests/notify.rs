@@ -1,0 +1,180 @@
+//! Escalation notifications through the slack and pagerduty plugins, against
+//! loopback servers that speak their documented formats.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::agent::*;
+use common::*;
+use runwarden::capability::secrets::StaticSecretStore;
+use runwarden::intake::{Alert, Sender, Status};
+use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::sandbox::state::HostServices;
+use runwarden::store::IncidentState;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn unknown_service_alert() -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "HighErrorRate"),
+        ("namespace", "payments"),
+        ("service", "ghost-svc"),
+        ("tier", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Alert {
+        sender: Sender::Alertmanager,
+        name: "HighErrorRate".into(),
+        status: Status::Firing,
+        fingerprint: "ghost".into(),
+        labels,
+        annotations: BTreeMap::new(),
+        starts_at: chrono::DateTime::from_timestamp_millis(ALERT_AT_MS).unwrap(),
+        ends_at: None,
+        generator_url: None,
+    }
+}
+
+fn agent_with_secrets(s: &Setup, secrets: &[(&str, String)]) -> Agent {
+    let services = HostServices {
+        cluster: s.world.cluster.clone(),
+        secrets: Arc::new(StaticSecretStore(
+            secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )),
+    };
+    let (agent, problems) = Agent::open(
+        AgentPaths {
+            policies: &s.dir.path().join("policies"),
+            runbooks: &workspace().join("runbooks"),
+            data: &s.dir.path().join("data"),
+        },
+        services,
+        &cache(),
+        AgentConfig {
+            source_deadline: Duration::from_secs(3),
+            ..AgentConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_posts_to_slack_and_pages_through_pagerduty() {
+    let slack = serve_status(|_| (200, "ok".into())).await;
+    let pd = serve_status(|_| {
+        (
+            202,
+            r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#.into(),
+        )
+    })
+    .await;
+    let (sp, pp) = (slack.port, pd.port);
+    let s = setup(move |name, t| match name {
+        "slack.toml" => t.replace("https://hooks.slack.com", &format!("http://127.0.0.1:{sp}")),
+        "pagerduty.toml" => t.replace(
+            "https://events.pagerduty.com",
+            &format!("http://127.0.0.1:{pp}"),
+        ),
+        _ => t,
+    });
+    let agent = agent_with_secrets(
+        &s,
+        &[
+            (
+                "slack-webhook-url",
+                format!("http://127.0.0.1:{sp}/services/T000/B000/XXXX"),
+            ),
+            ("pagerduty-routing-key", "R0UTINGKEY".into()),
+        ],
+    );
+    let out = agent.handle(&[unknown_service_alert()]).await.unwrap();
+    assert_eq!(out.state, IncidentState::Escalated);
+    let notes: Vec<serde_json::Value> = agent
+        .store
+        .audit(Some(&out.incident))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "notification")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.iter().all(|n| n["ok"] == true), "{notes:?}");
+    assert_eq!(
+        slack.paths.lock().unwrap().as_slice(),
+        ["/services/T000/B000/XXXX"]
+    );
+    assert_eq!(pd.paths.lock().unwrap().as_slice(), ["/v2/enqueue"]);
+    let audit = serde_json::to_string(&agent.store.audit(None).unwrap()).unwrap();
+    assert!(
+        !audit.contains("R0UTINGKEY") && !audit.contains("B000/XXXX"),
+        "secrets leaked into the audit trail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_secrets_or_grants_the_failed_notification_is_audited() {
+    let s = setup(|_, t| t);
+    // No secrets at all: the plugins are denied nothing by policy, but the
+    // host has no value; and the real Slack origin is never reached here.
+    let agent = agent_with_secrets(&s, &[]);
+    let out = agent.handle(&[unknown_service_alert()]).await.unwrap();
+    assert_eq!(out.state, IncidentState::Escalated);
+    let notes: Vec<serde_json::Value> = agent
+        .store
+        .audit(Some(&out.incident))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "notification")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes
+            .iter()
+            .all(|n| n["ok"] == false && n["detail"].as_str().unwrap().contains("no value")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_refuses_a_webhook_url_outside_its_grant() {
+    // The secret points somewhere the policy does not grant: the host
+    // refuses the request before it leaves.
+    let elsewhere = serve("ok").await;
+    let s = setup(|_, t| t);
+    let agent = agent_with_secrets(
+        &s,
+        &[(
+            "slack-webhook-url",
+            format!("http://127.0.0.1:{}/steal", elsewhere.port),
+        )],
+    );
+    let plugin = agent.registry.get("slack").unwrap();
+    let called = plugin
+        .execute(
+            &agent.registry.services,
+            &call("post_message", json!({"text": "hi"})),
+        )
+        .await;
+    assert!(
+        matches!(
+            called.result,
+            Err(runwarden::sandbox::fault::CallError::Plugin(
+                runwarden::bindings::types::Error::Denied(_)
+            ))
+        ),
+        "{:?}",
+        called.result
+    );
+    assert_eq!(elsewhere.hits(), 0);
+}
