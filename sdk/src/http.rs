@@ -104,22 +104,29 @@ pub fn request(
 
     let pending = outgoing_handler::handle(req, None).map_err(|code| from_code(url, code))?;
 
+    // A server may answer before it has read the whole body (an early 413, or
+    // one that ignores bodies): a failed write is reported only if no
+    // response arrives.
+    let mut write_error = None;
     if let Some(bytes) = body {
         let stream = outgoing_body
             .write()
             .map_err(|()| Error::Failed("request body stream unavailable".into()))?;
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| Error::Unavailable(format!("{url}: writing body: {e:?}")))?;
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                write_error = Some(Error::Unavailable(format!("{url}: writing body: {e:?}")));
+                break;
+            }
         }
     }
-    OutgoingBody::finish(outgoing_body, None).map_err(|code| from_code(url, code))?;
+    if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+        write_error.get_or_insert(from_code(url, code));
+    }
 
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(from_code(url, code)),
+        Some(Ok(Err(code))) => return Err(write_error.unwrap_or_else(|| from_code(url, code))),
         Some(Err(())) | None => {
             return Err(Error::Failed(format!("{url}: response already taken")));
         }

@@ -204,10 +204,15 @@ pub async fn serve_status(
                         .unwrap_or_default();
                     p.lock().expect("lock").push(pq.clone());
                     let (status, body) = respond(&pq);
-                    let mut resp = hyper::Response::new(Full::new(bytes::Bytes::from(body)));
-                    *resp.status_mut() =
-                        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                    async move {
+                        // Read the request body first, as real servers do.
+                        use http_body_util::BodyExt;
+                        let _ = req.into_body().collect().await;
+                        let mut resp = hyper::Response::new(Full::new(bytes::Bytes::from(body)));
+                        *resp.status_mut() =
+                            hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
