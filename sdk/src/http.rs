@@ -126,9 +126,12 @@ pub fn request(
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(write_error.unwrap_or_else(|| from_code(url, code))),
+        // The request's own outcome (e.g. a policy denial) explains a failed
+        // body write better than the write error does.
+        Some(Ok(Err(code))) => return Err(from_code(url, code)),
         Some(Err(())) | None => {
-            return Err(Error::Failed(format!("{url}: response already taken")));
+            return Err(write_error
+                .unwrap_or_else(|| Error::Failed(format!("{url}: response already taken"))));
         }
     };
     let status = response.status();
