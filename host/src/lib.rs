@@ -16,4 +16,5 @@ pub mod replay;
 pub mod sandbox;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod toolcall;

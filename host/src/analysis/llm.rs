@@ -12,6 +12,7 @@
 use super::{Confidence, Decision, EvidenceItem, PlannerKind, ProposedAction};
 use crate::bindings::types::ToolSpec;
 use crate::intake::Alert;
+use crate::text::clip;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
@@ -184,17 +185,6 @@ propose no action. Answer with one JSON object: {\"hypothesis\", \"confidence\" 
         );
     }
     Prompt { system, user }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Strips a Markdown code fence some models wrap JSON in.

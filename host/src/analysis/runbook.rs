@@ -129,15 +129,10 @@ pub enum RunbookError {
 /// Loads every runbook in a directory, keyed by alert name.
 pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Runbook>, RunbookError> {
     let mut out = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| RunbookError::Io {
+    let paths = crate::policy::load::toml_files(dir).map_err(|source| RunbookError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|source| RunbookError::Io {
             path: path.clone(),
@@ -221,32 +216,6 @@ fn current_pods(evidence: &[EvidenceItem]) -> Option<usize> {
         .filter(|n| *n > 0)
 }
 
-fn render(template: &str, labels: &BTreeMap<String, String>) -> String {
-    let mut out = template.to_string();
-    for (k, v) in labels {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    out
-}
-
-fn render_value(v: &toml::Value, labels: &BTreeMap<String, String>) -> serde_json::Value {
-    match v {
-        toml::Value::String(s) => serde_json::Value::String(render(s, labels)),
-        toml::Value::Integer(i) => serde_json::json!(i),
-        toml::Value::Float(f) => serde_json::json!(f),
-        toml::Value::Boolean(b) => serde_json::json!(b),
-        toml::Value::Array(a) => {
-            serde_json::Value::Array(a.iter().map(|x| render_value(x, labels)).collect())
-        }
-        toml::Value::Table(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, x)| (k.clone(), render_value(x, labels)))
-                .collect(),
-        ),
-        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-    }
-}
-
 /// Whether fresh evidence shows recovery: all conditions of any one
 /// `[[recovery]]` entry hold. Returns the evidence that shows it.
 pub fn recovered(
@@ -301,7 +270,12 @@ pub fn decide(
                 let mut args: serde_json::Map<String, serde_json::Value> = a
                     .arguments
                     .iter()
-                    .map(|(k, v)| (k.clone(), render_value(v, labels)))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            crate::text::toml_to_json(v, &|k| labels.get(k).cloned()),
+                        )
+                    })
                     .collect();
                 if let Some(factor) = a.scale_replicas_by {
                     // Without a pod count in the evidence there is nothing safe to compute.
@@ -320,7 +294,7 @@ pub fn decide(
         return Decision {
             planner: PlannerKind::Runbook,
             decided_by: format!("runbook {} rule `{}`", rb.alert, rule.name),
-            hypothesis: render(&rule.hypothesis, labels),
+            hypothesis: crate::text::render(&rule.hypothesis, &|k| labels.get(k).cloned()),
             confidence: rule.confidence,
             actions,
             risk_assessment: rule.risk.clone(),

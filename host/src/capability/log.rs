@@ -6,6 +6,7 @@
 
 use crate::bindings::log::{Host, Level};
 use crate::bindings::types::Pair;
+use crate::text::clip;
 use serde::Deserialize;
 
 /// `[grants.log]`: nothing to configure beyond presence.
@@ -46,17 +47,6 @@ impl LogCapability {
             dropped: 0,
         }
     }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 impl Host for LogCapability {

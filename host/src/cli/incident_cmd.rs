@@ -2,7 +2,7 @@
 
 use super::Cli;
 use anyhow::Context;
-use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::pipeline::{Agent, AgentConfig};
 use runwarden::store::Store;
 use runwarden::store::sqlite::SqliteStore;
 use std::process::ExitCode;
@@ -68,21 +68,7 @@ pub fn approvals(cli: &Cli, all: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn agent(cli: &Cli) -> anyhow::Result<Agent> {
-    let (services, _) = cli.services().await?;
-    let (agent, problems) = Agent::open(
-        AgentPaths {
-            policies: &cli.policies,
-            runbooks: &cli.runbooks,
-            data: &cli.data_dir,
-        },
-        services,
-        &cli.cache(),
-        AgentConfig::default(),
-    )?;
-    for p in problems {
-        eprintln!("warning: {p}");
-    }
-    Ok(agent)
+    cli.open_agent(AgentConfig::default()).await
 }
 
 fn operator() -> String {

@@ -161,6 +161,25 @@ impl Cli {
         }
     }
 
+    /// The agent over this command line's policies, runbooks and data.
+    async fn open_agent(
+        &self,
+        config: runwarden::pipeline::AgentConfig,
+    ) -> anyhow::Result<runwarden::pipeline::Agent> {
+        let (services, _) = self.services().await?;
+        let paths = runwarden::pipeline::AgentPaths {
+            policies: &self.policies,
+            runbooks: &self.runbooks,
+            data: &self.data_dir,
+        };
+        let (agent, problems) =
+            runwarden::pipeline::Agent::open(paths, services, &self.cache(), config)?;
+        for p in problems {
+            eprintln!("warning: {p}");
+        }
+        Ok(agent)
+    }
+
     async fn services(&self) -> anyhow::Result<(HostServices, Option<Arc<SimulatedCluster>>)> {
         let (cluster, sim) = self.cluster().await?;
         Ok((

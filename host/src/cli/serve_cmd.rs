@@ -3,7 +3,7 @@
 use super::Cli;
 use anyhow::Context;
 use runwarden::incident::grouping::GroupingConfig;
-use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::pipeline::AgentConfig;
 use runwarden::server::{ServeConfig, Server};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,23 +29,12 @@ pub struct ServeArgs {
 }
 
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let (services, _) = cli.services().await?;
-    let (agent, problems) = Agent::open(
-        AgentPaths {
-            policies: &cli.policies,
-            runbooks: &cli.runbooks,
-            data: &cli.data_dir,
-        },
-        services,
-        &cli.cache(),
-        AgentConfig {
+    let agent = cli
+        .open_agent(AgentConfig {
             llm: runwarden::analysis::llm::LlmConfig::from_env(),
             ..AgentConfig::default()
-        },
-    )?;
-    for p in problems {
-        eprintln!("warning: {p}");
-    }
+        })
+        .await?;
     let config = ServeConfig {
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),

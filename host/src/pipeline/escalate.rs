@@ -9,32 +9,6 @@
 use super::Agent;
 use crate::store::StoreError;
 
-fn render(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    out
-}
-
-fn to_json(v: &toml::Value, vars: &[(&str, &str)]) -> serde_json::Value {
-    match v {
-        toml::Value::String(s) => serde_json::Value::String(render(s, vars)),
-        toml::Value::Integer(i) => serde_json::json!(i),
-        toml::Value::Float(f) => serde_json::json!(f),
-        toml::Value::Boolean(b) => serde_json::json!(b),
-        toml::Value::Array(a) => {
-            serde_json::Value::Array(a.iter().map(|x| to_json(x, vars)).collect())
-        }
-        toml::Value::Table(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, x)| (k.clone(), to_json(x, vars)))
-                .collect(),
-        ),
-        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-    }
-}
-
 impl Agent {
     /// Sends every configured escalation notification for an incident.
     pub async fn escalate(
@@ -50,12 +24,17 @@ impl Agent {
             ("reason", reason),
             ("service", service),
         ];
+        let lookup = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
         for target in &self.autonomy.escalation {
             let args = serde_json::Value::Object(
                 target
                     .arguments
                     .iter()
-                    .map(|(k, v)| (k.clone(), to_json(v, &vars)))
+                    .map(|(k, v)| (k.clone(), crate::text::toml_to_json(v, &lookup)))
                     .collect(),
             );
             let record = |ok: bool, detail: String| {

@@ -126,21 +126,29 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
     })
 }
 
+/// The `*.toml` files of a directory, in name order.
+pub fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Loads every `*.toml` policy in a directory, in name order. Returns the
 /// policies that loaded and the errors of those that did not, so a checker
 /// can report them all at once.
 pub fn load_dir(dir: &Path) -> Result<(Vec<LoadedPolicy>, Vec<PolicyError>), PolicyError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+    let paths: Vec<PathBuf> = toml_files(dir)
+        .map_err(|source| PolicyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .into_iter()
         // The autonomy policy lives beside the plugin policies.
         .filter(|p| p.file_name().is_none_or(|n| n != AUTONOMY_FILE))
         .collect();
-    paths.sort();
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
