@@ -248,3 +248,71 @@ async fn the_cooldown_stops_the_same_action_twice() {
     assert!(refused || nothing, "{:?}", second.actions);
     assert_eq!(revision(&s), Some(3), "rolled back once only");
 }
+
+/// An agent over the same data directory as `s`, but a fresh demo cluster:
+/// another process facing the same bad situation again.
+fn restarted_with_fresh_cluster(s: &Setup) -> runwarden::pipeline::Agent {
+    let services = runwarden::sandbox::state::HostServices {
+        cluster: std::sync::Arc::new(runwarden::capability::k8s::sim::SimulatedCluster::demo()),
+        secrets: s.world.services.secrets.clone(),
+    };
+    let paths = runwarden::pipeline::AgentPaths {
+        policies: &s.dir.path().join("policies"),
+        runbooks: &workspace().join("runbooks"),
+        data: &s.dir.path().join("data"),
+    };
+    let config = runwarden::pipeline::AgentConfig {
+        verify_interval: std::time::Duration::from_millis(20),
+        verify_timeout: Some(std::time::Duration::from_millis(500)),
+        ..Default::default()
+    };
+    runwarden::pipeline::Agent::open(paths, services, &cache(), config)
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cooldowns_and_a_tripped_breaker_survive_a_restart_until_a_human_resets_it() {
+    let s = setup(|_, t| t);
+    let first = agent(&s)
+        .handle(&[alert("HighErrorRate", "2")])
+        .await
+        .unwrap();
+    assert_eq!(first.state, IncidentState::Resolved);
+
+    // Another process, the same bad deploy again: the persisted history
+    // makes the cooldown refuse a second rollback of the same target.
+    let restarted = restarted_with_fresh_cluster(&s);
+    let second = restarted
+        .handle(&[alert("HighErrorRate", "2")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&second.actions[0].status, ActionStatus::Refused { step, .. } if step == "cooldown"),
+        "{:?}",
+        second.actions
+    );
+
+    // A breaker opened in one process stays open in the next until reset.
+    restarted.guard.lock().unwrap().breaker_tripped = Some("6 actions in 10 min".into());
+    restarted.save_guard().unwrap();
+    let again = restarted_with_fresh_cluster(&s);
+    assert_eq!(again.breaker().as_deref(), Some("6 actions in 10 min"));
+    assert_eq!(
+        again.reset_breaker("test:oncall").unwrap().as_deref(),
+        Some("6 actions in 10 min")
+    );
+    assert!(
+        restarted_with_fresh_cluster(&s).breaker().is_none(),
+        "the reset is persisted"
+    );
+    let kinds: Vec<String> = again
+        .store
+        .audit(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(kinds.contains(&"breaker-reset".to_string()));
+    assert!(again.store.verify_audit().unwrap().ok());
+}

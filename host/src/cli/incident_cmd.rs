@@ -97,3 +97,21 @@ pub async fn deny(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
     println!("{id} denied; the incident is escalated to a human");
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn breaker(cli: &Cli, reset: bool) -> anyhow::Result<ExitCode> {
+    let agent = agent(cli).await?;
+    if reset {
+        match agent.reset_breaker(&operator())? {
+            Some(why) => println!("circuit breaker closed (it was open: {why})"),
+            None => println!("circuit breaker was already closed"),
+        }
+    } else {
+        match agent.breaker() {
+            Some(why) => {
+                println!("circuit breaker OPEN: {why}; `runwarden breaker reset` closes it")
+            }
+            None => println!("circuit breaker closed"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -97,12 +97,23 @@ enum Command {
     Approve { id: String },
     /// Deny a pending action; the incident is escalated.
     Deny { id: String },
+    /// Show or reset the circuit breaker (only a human closes it).
+    #[command(subcommand)]
+    Breaker(BreakerCommand),
     /// Inspect, list and call plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
     /// Validate policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum BreakerCommand {
+    /// Whether the breaker is open, and why.
+    Status,
+    /// Close the breaker; the agent may act again.
+    Reset,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals { all } => incident_cmd::approvals(&cli, *all),
         Command::Approve { id } => incident_cmd::approve(&cli, id).await,
         Command::Deny { id } => incident_cmd::deny(&cli, id).await,
+        Command::Breaker(BreakerCommand::Status) => incident_cmd::breaker(&cli, false).await,
+        Command::Breaker(BreakerCommand::Reset) => incident_cmd::breaker(&cli, true).await,
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
         Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
     }

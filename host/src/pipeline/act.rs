@@ -198,6 +198,7 @@ pub async fn run(
             ),
         ]
     };
+    agent.save_guard()?;
     for (step, verdict) in later {
         match record(&mut out, step, verdict)? {
             Verdict::Pass => {}
@@ -323,7 +324,11 @@ pub async fn execute_and_verify(
             arguments: remembered,
             at_ms: now_ms(),
         });
+        // Older actions no longer matter to any guardrail window.
+        let horizon = now_ms() - 24 * 3_600_000;
+        state.history.retain(|a| a.at_ms >= horizon);
     }
+    agent.save_guard()?;
     out.status = verify(agent, incident, alert, rb).await?;
     Ok(out)
 }

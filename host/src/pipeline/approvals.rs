@@ -85,7 +85,7 @@ impl Agent {
         }
         let target = guard::target_of(&a.arguments);
         let now = now_ms();
-        {
+        let refusal = {
             let mut state = self
                 .guard
                 .lock()
@@ -104,15 +104,19 @@ impl Agent {
                     guard::circuit_breaker(&self.autonomy, &mut state, now),
                 ),
             ];
-            for (step, v) in checks {
-                if let Verdict::Refuse(reason) = v {
-                    return Err(ApprovalError::Refused {
-                        id: id.into(),
-                        step,
-                        reason,
-                    });
-                }
-            }
+            checks.into_iter().find_map(|(step, v)| match v {
+                Verdict::Refuse(reason) => Some((step, reason)),
+                _ => None,
+            })
+        };
+        // A check may have tripped the breaker: persist before answering.
+        self.save_guard()?;
+        if let Some((step, reason)) = refusal {
+            return Err(ApprovalError::Refused {
+                id: id.into(),
+                step,
+                reason,
+            });
         }
         let plugin = self.registry.get(&a.plugin).ok_or_else(|| {
             ApprovalError::Invalid(format!("plugin `{}` is not loaded", a.plugin))

@@ -31,7 +31,7 @@ pub struct StepVerdict {
 
 /// An action the agent has taken, for cooldowns, the breaker and the
 /// oscillation guard.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TakenAction {
     pub tool: String,
     pub target: String,
@@ -40,7 +40,7 @@ pub struct TakenAction {
 }
 
 /// What the agent remembers across incidents.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct GuardState {
     pub history: Vec<TakenAction>,
     /// Set when the breaker trips; only a human resets it.

@@ -239,6 +239,43 @@ impl Agent {
 }
 
 impl Agent {
+    /// Persists the guard state (after an action or a breaker trip).
+    pub fn save_guard(&self) -> Result<(), StoreError> {
+        let state = self
+            .guard
+            .lock()
+            .map_err(|_| StoreError::Db("guard state poisoned".into()))?
+            .clone();
+        self.store
+            .put_guard_state(&serde_json::to_value(&state).unwrap_or_default())
+    }
+
+    /// Whether the circuit breaker is open, and why.
+    pub fn breaker(&self) -> Option<String> {
+        self.guard
+            .lock()
+            .ok()
+            .and_then(|g| g.breaker_tripped.clone())
+    }
+
+    /// A human closes the circuit breaker. Audited.
+    pub fn reset_breaker(&self, by: &str) -> Result<Option<String>, StoreError> {
+        let was = {
+            let mut g = self
+                .guard
+                .lock()
+                .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
+            g.breaker_tripped.take()
+        };
+        self.save_guard()?;
+        self.store.append_audit(
+            None,
+            "breaker-reset",
+            &serde_json::json!({"by": by, "was": was}),
+        )?;
+        Ok(was)
+    }
+
     /// The LLM planner when configured, with the runbook planner as the
     /// default and the fallback. Prompt, answer, rejections and any fallback
     /// are audited.
@@ -384,13 +421,18 @@ impl Agent {
             AutonomyPolicy::load(&paths.policies.join(crate::policy::load::AUTONOMY_FILE))?;
         let runbooks = runbook::load_dir(paths.runbooks)?;
         let store = crate::store::sqlite::SqliteStore::open(paths.data)?;
+        let guard = match store.guard_state()? {
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| StoreError::Corrupt(format!("guard state: {e}")))?,
+            None => GuardState::default(),
+        };
         Ok((
             Agent {
                 registry: Arc::new(registry),
                 store: Arc::new(store),
                 runbooks,
                 autonomy,
-                guard: Mutex::new(GuardState::default()),
+                guard: Mutex::new(guard),
                 config,
             },
             problems,

@@ -17,6 +17,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/api/approvals", get(approvals))
         .route("/api/approvals/{id}/approve", post(approve))
         .route("/api/approvals/{id}/deny", post(deny))
+        .route("/api/breaker/reset", post(reset_breaker))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -100,5 +101,16 @@ async fn deny(
     match s.agent.deny(&id, &who) {
         Ok(()) => axum::Json(serde_json::json!({"denied": id})).into_response(),
         Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn reset_breaker(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    let who = match approver(&s, &headers) {
+        Ok(w) => w,
+        Err((status, why)) => return error(status, why),
+    };
+    match s.agent.reset_breaker(&who) {
+        Ok(was) => axum::Json(serde_json::json!({"reset": true, "was_open": was})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

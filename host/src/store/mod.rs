@@ -108,6 +108,11 @@ pub trait Store: Send + Sync {
     fn approval(&self, id: &str) -> Result<Approval, StoreError>;
     fn approvals(&self) -> Result<Vec<Approval>, StoreError>;
 
+    /// The agent's guard state (action history, circuit breaker), so a
+    /// restart neither forgets cooldowns nor closes a tripped breaker.
+    fn guard_state(&self) -> Result<Option<serde_json::Value>, StoreError>;
+    fn put_guard_state(&self, state: &serde_json::Value) -> Result<(), StoreError>;
+
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError>;
     fn report(&self, incident: &str) -> Result<String, StoreError>;
 }

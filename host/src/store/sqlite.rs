@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS approvals (
     record TEXT NOT NULL,
     requested_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS guard_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -308,6 +312,27 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|r| serde_json::from_str(&r?).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
+    }
+
+    fn guard_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        let conn = self.conn()?;
+        let text: Option<String> = conn
+            .query_row("SELECT state FROM guard_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("guard state: {e}")))
+        })
+        .transpose()
+    }
+
+    fn put_guard_state(&self, state: &serde_json::Value) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO guard_state(id, state) VALUES(1, ?1) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+            params![state.to_string()],
+        )?;
+        Ok(())
     }
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError> {
