@@ -14,7 +14,7 @@ use runwarden::analysis::PlannerKind;
 use runwarden::analysis::llm::LlmConfig;
 use runwarden::intake::{Alert, Sender, Status};
 use runwarden::pipeline::act::ActionStatus;
-use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::pipeline::{Agent, AgentConfig};
 use runwarden::store::IncidentState;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,32 +29,21 @@ fn completion(content: &str) -> String {
 }
 
 fn llm_agent(s: &Setup, base_url: String) -> Agent {
-    let ws = workspace();
-    let (agent, problems) = Agent::open(
-        AgentPaths {
-            policies: &s.dir.path().join("policies"),
-            runbooks: &ws.join("runbooks"),
-            data: &s.dir.path().join("data"),
-        },
+    let llm = LlmConfig {
+        base_url,
+        model: "test-model".into(),
+        api_key: Some("sk-test-not-a-secret".into()),
+        timeout: Duration::from_secs(5),
+        max_answer_bytes: 16 * 1024,
+    };
+    agent_with(
+        s,
         s.world.services.clone(),
-        &cache(),
         AgentConfig {
-            source_deadline: Duration::from_secs(3),
-            verify_interval: Duration::from_millis(20),
-            verify_timeout: Some(Duration::from_millis(500)),
-            llm: Some(LlmConfig {
-                base_url,
-                model: "test-model".into(),
-                api_key: Some("sk-test-not-a-secret".into()),
-                timeout: Duration::from_secs(5),
-                max_answer_bytes: 16 * 1024,
-            }),
-            ..AgentConfig::default()
+            llm: Some(llm),
+            ..quick_config()
         },
     )
-    .unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    agent
 }
 
 fn alert() -> Alert {

@@ -9,7 +9,7 @@ use common::agent::*;
 use common::*;
 use runwarden::capability::secrets::StaticSecretStore;
 use runwarden::intake::{Alert, Sender, Status};
-use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
+use runwarden::pipeline::{Agent, AgentConfig};
 use runwarden::sandbox::state::HostServices;
 use runwarden::store::IncidentState;
 use serde_json::json;
@@ -50,22 +50,14 @@ fn agent_with_secrets(s: &Setup, secrets: &[(&str, String)]) -> Agent {
                 .collect(),
         )),
     };
-    let (agent, problems) = Agent::open(
-        AgentPaths {
-            policies: &s.dir.path().join("policies"),
-            runbooks: &workspace().join("runbooks"),
-            data: &s.dir.path().join("data"),
-        },
+    agent_with(
+        s,
         services,
-        &cache(),
         AgentConfig {
             source_deadline: Duration::from_secs(3),
             ..AgentConfig::default()
         },
     )
-    .unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    agent
 }
 
 #[tokio::test(flavor = "multi_thread")]

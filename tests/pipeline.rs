@@ -256,19 +256,7 @@ fn restarted_with_fresh_cluster(s: &Setup) -> runwarden::pipeline::Agent {
         cluster: std::sync::Arc::new(runwarden::capability::k8s::sim::SimulatedCluster::demo()),
         secrets: s.world.services.secrets.clone(),
     };
-    let paths = runwarden::pipeline::AgentPaths {
-        policies: &s.dir.path().join("policies"),
-        runbooks: &workspace().join("runbooks"),
-        data: &s.dir.path().join("data"),
-    };
-    let config = runwarden::pipeline::AgentConfig {
-        verify_interval: std::time::Duration::from_millis(20),
-        verify_timeout: Some(std::time::Duration::from_millis(500)),
-        ..Default::default()
-    };
-    runwarden::pipeline::Agent::open(paths, services, &cache(), config)
-        .unwrap()
-        .0
+    agent_with(s, services, quick_config())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,24 +35,34 @@ pub fn setup(edit: impl Fn(&str, String) -> String) -> Setup {
     }
 }
 
-pub fn agent(s: &Setup) -> Agent {
+/// Test timings: short deadlines and verification.
+pub fn quick_config() -> AgentConfig {
+    AgentConfig {
+        source_deadline: Duration::from_secs(3),
+        verify_interval: Duration::from_millis(20),
+        verify_timeout: Some(Duration::from_millis(500)),
+        ..AgentConfig::default()
+    }
+}
+
+/// An agent over `s`'s policies and data directory, with the given services
+/// and configuration.
+pub fn agent_with(
+    s: &Setup,
+    services: runwarden::sandbox::state::HostServices,
+    config: AgentConfig,
+) -> Agent {
     let ws = workspace();
-    let (agent, problems) = Agent::open(
-        AgentPaths {
-            policies: &s.dir.path().join("policies"),
-            runbooks: &ws.join("runbooks"),
-            data: &s.dir.path().join("data"),
-        },
-        s.world.services.clone(),
-        &cache(),
-        AgentConfig {
-            source_deadline: Duration::from_secs(3),
-            verify_interval: Duration::from_millis(20),
-            verify_timeout: Some(Duration::from_millis(500)),
-            ..AgentConfig::default()
-        },
-    )
-    .expect("agent opens");
+    let paths = AgentPaths {
+        policies: &s.dir.path().join("policies"),
+        runbooks: &ws.join("runbooks"),
+        data: &s.dir.path().join("data"),
+    };
+    let (agent, problems) = Agent::open(paths, services, &cache(), config).expect("agent opens");
     assert!(problems.is_empty(), "{problems:?}");
     agent
+}
+
+pub fn agent(s: &Setup) -> Agent {
+    agent_with(s, s.world.services.clone(), quick_config())
 }
