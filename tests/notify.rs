@@ -8,36 +8,16 @@ mod common;
 use common::agent::*;
 use common::*;
 use runwarden::capability::secrets::StaticSecretStore;
-use runwarden::intake::{Alert, Sender, Status};
+use runwarden::intake::Alert;
 use runwarden::pipeline::{Agent, AgentConfig};
 use runwarden::sandbox::state::HostServices;
 use runwarden::store::IncidentState;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn unknown_service_alert() -> Alert {
-    let labels: BTreeMap<String, String> = [
-        ("alertname", "HighErrorRate"),
-        ("namespace", "payments"),
-        ("service", "ghost-svc"),
-        ("tier", "2"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Alert {
-        sender: Sender::Alertmanager,
-        name: "HighErrorRate".into(),
-        status: Status::Firing,
-        fingerprint: "ghost".into(),
-        labels,
-        annotations: BTreeMap::new(),
-        starts_at: chrono::DateTime::from_timestamp_millis(ALERT_AT_MS).unwrap(),
-        ends_at: None,
-        generator_url: None,
-    }
+    firing_alert("HighErrorRate", "ghost-svc", "2")
 }
 
 fn agent_with_secrets(s: &Setup, secrets: &[(&str, String)]) -> Agent {

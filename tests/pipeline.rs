@@ -7,33 +7,13 @@ mod common;
 
 use common::agent::*;
 use common::*;
-use runwarden::intake::{Alert, Sender, Status};
+use runwarden::intake::Alert;
 use runwarden::pipeline::act::ActionStatus;
 
 use runwarden::store::IncidentState;
-use std::collections::BTreeMap;
 
 fn alert(name: &str, tier: &str) -> Alert {
-    let mut labels = BTreeMap::new();
-    for (k, v) in [
-        ("alertname", name),
-        ("namespace", "payments"),
-        ("service", "payment-api"),
-        ("tier", tier),
-    ] {
-        labels.insert(k.to_string(), v.to_string());
-    }
-    Alert {
-        sender: Sender::Alertmanager,
-        name: name.into(),
-        status: Status::Firing,
-        fingerprint: format!("fp-{name}"),
-        labels,
-        annotations: BTreeMap::from([("summary".to_string(), "5xx above 5%".to_string())]),
-        starts_at: chrono::DateTime::from_timestamp_millis(ALERT_AT_MS).unwrap(),
-        ends_at: None,
-        generator_url: None,
-    }
+    firing_alert(name, "payment-api", tier)
 }
 
 fn revision(s: &Setup) -> Option<u64> {

@@ -66,3 +66,29 @@ pub fn agent_with(
 pub fn agent(s: &Setup) -> Agent {
     agent_with(s, s.world.services.clone(), quick_config())
 }
+
+/// A firing Alertmanager alert for `service` in namespace `payments`, 16
+/// minutes after the demo cluster's bad rollout.
+pub fn firing_alert(name: &str, service: &str, tier: &str) -> runwarden::intake::Alert {
+    use std::collections::BTreeMap;
+    let labels: BTreeMap<String, String> = [
+        ("alertname", name),
+        ("namespace", "payments"),
+        ("service", service),
+        ("tier", tier),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    runwarden::intake::Alert {
+        sender: runwarden::intake::Sender::Alertmanager,
+        name: name.into(),
+        status: runwarden::intake::Status::Firing,
+        fingerprint: format!("fp-{name}-{service}"),
+        labels,
+        annotations: BTreeMap::from([("summary".to_string(), "5xx above 5%".to_string())]),
+        starts_at: chrono::DateTime::from_timestamp_millis(ALERT_AT_MS).expect("valid time"),
+        ends_at: None,
+        generator_url: None,
+    }
+}
