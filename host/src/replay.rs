@@ -5,10 +5,14 @@
 //! - `alertmanager.json` / `grafana.json` / `pagerduty.json` /
 //!   `opsgenie.json`: the payload exactly as the sender posts it;
 //! - `cluster.json`: the simulated cluster's state;
-//! - `responses/<plugin>/*.json`: recorded answers for a context source,
-//!   `{"match": "<substring of the request path>", "body": ...}`, served on
-//!   loopback so the real plugin runs unchanged (its policy's `config.url`
-//!   and HTTP grant are pointed at that server for the replay);
+//! - `responses/<plugin>/*.json`: recorded answers for a plugin's HTTP
+//!   calls, `{"match": "<substring of the request path>", "body": ...}`, or
+//!   `"bodies": [...]` answered in order (the last one repeats: what a
+//!   source sees before and after the remediation), served on loopback so
+//!   the real plugin runs unchanged: for the replay, its HTTP grant is that
+//!   server, and every `[config]` value under a granted origin is pointed at
+//!   it;
+//! - `secrets.toml` (optional): `name = "value"` secrets for the replay;
 //! - `expected.toml`: `action` (a tool name or "none"), `state`,
 //!   `cause_keywords`, optionally `mode` (observe, approve, auto).
 
@@ -106,10 +110,29 @@ fn parse_am(b: &[u8]) -> Result<Vec<Alert>, intake::IntakeError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Recorded {
     #[serde(rename = "match")]
     matches: String,
-    body: serde_json::Value,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+    #[serde(default)]
+    bodies: Vec<serde_json::Value>,
+    #[serde(skip)]
+    served: std::sync::atomic::AtomicUsize,
+}
+
+impl Recorded {
+    /// The next answer: `body`, or `bodies` in order with the last repeating.
+    fn next(&self) -> Option<&serde_json::Value> {
+        if let Some(body) = &self.body {
+            return Some(body);
+        }
+        let n = self
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bodies.get(n).or(self.bodies.last())
+    }
 }
 
 /// Serves a source's recorded answers on loopback; returns its origin.
@@ -122,10 +145,12 @@ async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| bad(&f, e))?;
-        answers.push(
-            serde_json::from_str(&text)
-                .map_err(|e| bad(&f, format!("not a recorded answer: {e}")))?,
-        );
+        let answer: Recorded = serde_json::from_str(&text)
+            .map_err(|e| bad(&f, format!("not a recorded answer: {e}")))?;
+        if answer.body.is_some() == !answer.bodies.is_empty() {
+            return Err(bad(&f, "a recorded answer has either `body` or `bodies`"));
+        }
+        answers.push(answer);
     }
     let answers = Arc::new(answers);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -147,8 +172,9 @@ async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
             match answers
                 .iter()
                 .find(|a| path.contains(&a.matches) || decoded.contains(&a.matches))
+                .and_then(Recorded::next)
             {
-                Some(a) => (axum::http::StatusCode::OK, a.body.to_string()),
+                Some(body) => (axum::http::StatusCode::OK, body.to_string()),
                 None => (
                     axum::http::StatusCode::NOT_FOUND,
                     format!("no recorded answer for {path}"),
@@ -193,17 +219,7 @@ async fn prepare_policies(
         let recorded = responses.join(plugin_name);
         if recorded.is_dir() {
             let origin = serve_recorded(&recorded).await?;
-            if let Some(toml::Value::Table(config)) = doc.get_mut("config") {
-                config.insert("url".into(), toml::Value::String(origin.clone()));
-            }
-            if let Some(toml::Value::Table(grants)) = doc.get_mut("grants")
-                && let Some(toml::Value::Table(http)) = grants.get_mut("http")
-            {
-                http.insert(
-                    "allow".into(),
-                    toml::Value::Array(vec![toml::Value::String(origin)]),
-                );
-            }
+            redirect_to_recordings(&mut doc, &origin);
         }
         if name == crate::policy::load::AUTONOMY_FILE
             && let Some(mode) = expected.mode
@@ -218,6 +234,52 @@ async fn prepare_policies(
         std::fs::write(into.join(&name), out).map_err(|e| bad(into, e))?;
     }
     Ok(())
+}
+
+/// Points a policy's HTTP grant, and every config value under a granted
+/// origin, at the recording server.
+fn redirect_to_recordings(doc: &mut toml::Table, origin: &str) {
+    let mut granted: Vec<String> = Vec::new();
+    if let Some(toml::Value::Table(grants)) = doc.get_mut("grants")
+        && let Some(toml::Value::Table(http)) = grants.get_mut("http")
+    {
+        if let Some(toml::Value::Array(allow)) = http.get("allow") {
+            granted = allow
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| s.trim_end_matches('/').to_string()))
+                .collect();
+        }
+        http.insert(
+            "allow".into(),
+            toml::Value::Array(vec![toml::Value::String(origin.to_string())]),
+        );
+    }
+    if let Some(toml::Value::Table(config)) = doc.get_mut("config") {
+        for (_, value) in config.iter_mut() {
+            let redirected = value.as_str().and_then(|s| {
+                granted.iter().find_map(|g| {
+                    s.strip_prefix(g.as_str())
+                        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                        .map(|rest| format!("{origin}{rest}"))
+                })
+            });
+            if let Some(s) = redirected {
+                *value = toml::Value::String(s);
+            }
+        }
+    }
+}
+
+/// The scenario's `secrets.toml`, if any.
+fn read_secrets(dir: &Path) -> Result<StaticSecretStore, ReplayError> {
+    let path = dir.join("secrets.toml");
+    if !path.exists() {
+        return Ok(StaticSecretStore::default());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(&path, e))?;
+    let secrets: std::collections::BTreeMap<String, String> =
+        toml::from_str(&text).map_err(|e| bad(&path, e))?;
+    Ok(StaticSecretStore(secrets))
 }
 
 fn chosen(outcome: &IncidentOutcome) -> String {
@@ -255,7 +317,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     prepare_policies(dir, base.policies, &policies, &expected).await?;
     let services = HostServices {
         cluster: cluster.clone(),
-        secrets: Arc::new(StaticSecretStore::default()),
+        secrets: Arc::new(read_secrets(dir)?),
     };
     let config = AgentConfig {
         source_deadline: Duration::from_secs(5),

@@ -15,6 +15,7 @@
 pub mod bindings;
 pub mod http;
 pub mod params;
+pub mod time;
 
 pub use bindings::source::export_source;
 pub use bindings::source::exports::runwarden::plugin::source::Guest as SourceGuest;

@@ -1,11 +1,14 @@
 //! Context source: recent rollouts, warning events and pod health for the
-//! alert's workload, through the k8s capability (read-only).
+//! alert's workload, and the state of the namespace's cert-manager
+//! certificates, through the k8s capability (read-only).
 //!
 //! The workload comes from the alert's labels: `namespace`, and `deployment`,
-//! `service` or `app` (the first present).
+//! `service` or `app` (the first present). Certificates are reported for the
+//! namespace whenever it has any (a cluster without cert-manager has none).
 
 use runwarden_sdk::k8s;
 use runwarden_sdk::serde_json::json;
+use runwarden_sdk::time::format_utc;
 use runwarden_sdk::{
     Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, evidence,
 };
@@ -32,14 +35,19 @@ impl SourceGuest for K8sChanges {
             .label("namespace")
             .ok_or_else(|| Error::InvalidInput("alert has no `namespace` label".into()))?
             .to_string();
-        let name = ["deployment", "service", "app"]
+        let mut out: Vec<Evidence> = certificates(&ns, &window)?.into_iter().collect();
+        let Some(name) = ["deployment", "service", "app"]
             .iter()
             .find_map(|k| alert.label(k))
-            .ok_or_else(|| {
-                Error::InvalidInput("alert has no `deployment`, `service` or `app` label".into())
-            })?
-            .to_string();
-        let mut out = Vec::new();
+            .map(str::to_string)
+        else {
+            if out.is_empty() {
+                return Err(Error::InvalidInput(
+                    "alert has no `deployment`, `service` or `app` label".into(),
+                ));
+            }
+            return Ok(out);
+        };
 
         let history = k8s::rollout_history(&ns, &name)?;
         for rev in history.iter().filter(|r| r.created_at >= window.start) {
@@ -115,6 +123,63 @@ impl SourceGuest for K8sChanges {
         ));
         Ok(out)
     }
+}
+
+/// Certificates expiring within this many days are called out.
+const CERT_WARNING_DAYS: i64 = 14;
+const DAY_MS: i64 = 86_400_000;
+
+/// One line on the namespace's certificates, e.g. "certificates in payments:
+/// 1 expiring within 14 days (payment-api-tls in 4 days), 0 not ready".
+fn certificates(ns: &str, window: &TimeWindow) -> Result<Option<Evidence>> {
+    let certs = match k8s::list_certificates(ns) {
+        Ok(c) => c,
+        Err(denied @ Error::Denied(_)) => return Err(denied),
+        // No cert-manager in this cluster (its API is not installed).
+        Err(_) => return Ok(None),
+    };
+    if certs.is_empty() {
+        return Ok(None);
+    }
+    let now = window.end;
+    let expiring: Vec<(&k8s::Certificate, i64)> = certs
+        .iter()
+        .filter_map(|c| c.not_after.map(|t| (c, t)))
+        .filter(|(_, t)| *t - now <= CERT_WARNING_DAYS * DAY_MS)
+        .collect();
+    let not_ready: Vec<&k8s::Certificate> = certs.iter().filter(|c| !c.ready).collect();
+    let mut summary = format!(
+        "certificates in {ns}: {} expiring within {CERT_WARNING_DAYS} days",
+        expiring.len()
+    );
+    if !expiring.is_empty() {
+        let list: Vec<String> = expiring
+            .iter()
+            .map(|(c, t)| format!("{} in {} days", c.name, (t - now).div_euclid(DAY_MS)))
+            .collect();
+        summary.push_str(&format!(" ({})", list.join(", ")));
+    }
+    summary.push_str(&format!(", {} not ready", not_ready.len()));
+    if !not_ready.is_empty() {
+        let list: Vec<String> = not_ready
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.name,
+                    c.ready_message.as_deref().unwrap_or("no reason given")
+                )
+            })
+            .collect();
+        summary.push_str(&format!(" ({})", list.join("; ")));
+    }
+    let body = json!({"namespace": ns, "certificates": certs.iter().map(|c| json!({
+        "name": c.name, "issuer": c.issuer, "dns_names": c.dns_names, "ready": c.ready,
+        "ready_message": c.ready_message, "revision": c.revision, "issuing": c.issuing,
+        "not_after": c.not_after.map(format_utc),
+        "days_left": c.not_after.map(|t| (t - now).div_euclid(DAY_MS)),
+    })).collect::<Vec<_>>()});
+    Ok(Some(evidence(EvidenceKind::Note, summary, &body, None)))
 }
 
 runwarden_sdk::export_source!(K8sChanges);

@@ -8,7 +8,8 @@
 //! - `step_seconds` (optional, default 15).
 //!
 //! Each series becomes one metric-series evidence item whose summary reads
-//! "name: baseline -> now (peak), changed at HH:MM:SS UTC".
+//! "name: baseline -> now (peak), changed at HH:MM:SS UTC". A query that
+//! fails becomes a note saying so; the gather fails only if every query did.
 
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
@@ -45,6 +46,7 @@ impl SourceGuest for Prometheus {
             .unwrap_or(15)
             .max(1);
         let mut out = Vec::new();
+        let mut failed = Vec::new();
         for q in queries {
             let (Some(name), Some(template)) = (q["name"].as_str(), q["promql"].as_str()) else {
                 return Err(Error::InvalidInput(
@@ -56,40 +58,74 @@ impl SourceGuest for Prometheus {
                 |k| alert.label(k).map(str::to_string),
                 escape_promql,
             );
-            let url = format!(
-                "{}/api/v1/query_range?query={}&start={}&end={}&step={step}",
-                base.trim_end_matches('/'),
-                http::encode_query_value(&promql),
-                window.start / 1000,
-                window.end / 1000,
-            );
-            let body = http::get(&url, &[("accept", "application/json")])?
-                .success()?
-                .json()?;
-            if body["status"] != "success" {
-                return Err(Error::Failed(format!(
-                    "{name}: Prometheus answered {}",
-                    body["error"]
-                )));
+            match query(&base, name, &promql, &alert, &window, step) {
+                Ok(evidence) => out.extend(evidence),
+                // A policy refusal is not a query problem: report it as such.
+                Err(denied @ Error::Denied(_)) => return Err(denied),
+                // One failing query must not hide what the others found.
+                Err(e) => {
+                    out.push(evidence(
+                        EvidenceKind::Note,
+                        format!("{name}: query failed: {}", e.reason()),
+                        &json!({"query": promql}),
+                        None,
+                    ));
+                    failed.push(e);
+                }
             }
-            let series = body["data"]["result"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if series.is_empty() {
-                out.push(evidence(
-                    EvidenceKind::Note,
-                    format!("{name}: no data for {promql}"),
-                    &json!({"query": promql}),
-                    None,
-                ));
-            }
-            for s in series.iter().take(MAX_SERIES) {
-                out.push(summarize(name, &promql, s, alert.starts_at));
-            }
+        }
+        if failed.len() == queries.len()
+            && let Some(first) = failed.into_iter().next()
+        {
+            return Err(first);
         }
         Ok(out)
     }
+}
+
+/// One range query: an evidence item per series (at most `MAX_SERIES`), or
+/// a note when the query matches nothing.
+fn query(
+    base: &str,
+    name: &str,
+    promql: &str,
+    alert: &Alert,
+    window: &TimeWindow,
+    step: u64,
+) -> Result<Vec<Evidence>> {
+    let url = format!(
+        "{}/api/v1/query_range?query={}&start={}&end={}&step={step}",
+        base.trim_end_matches('/'),
+        http::encode_query_value(promql),
+        window.start / 1000,
+        window.end / 1000,
+    );
+    let body = http::get(&url, &[("accept", "application/json")])?
+        .success()?
+        .json()?;
+    if body["status"] != "success" {
+        return Err(Error::Failed(format!(
+            "{name}: Prometheus answered {}",
+            body["error"]
+        )));
+    }
+    let series = body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if series.is_empty() {
+        return Ok(vec![evidence(
+            EvidenceKind::Note,
+            format!("{name}: no data for {promql}"),
+            &json!({"query": promql}),
+            None,
+        )]);
+    }
+    Ok(series
+        .iter()
+        .take(MAX_SERIES)
+        .map(|s| summarize(name, promql, s, alert.starts_at))
+        .collect())
 }
 
 /// Escapes a label value for use inside a double-quoted PromQL string.

@@ -1,7 +1,7 @@
 //! The cluster behind the k8s capability: a real one (kube-rs) or the
 //! simulated one. Backends are only ever called after the policy check.
 
-use crate::bindings::k8s::{Deployment, Event, ObjectRef, Pod, Revision};
+use crate::bindings::k8s::{Certificate, Deployment, Event, ObjectRef, Pod, Revision};
 use crate::bindings::types::Error;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,6 +53,10 @@ pub trait ClusterBackend: Send + Sync {
         target: &ObjectRef,
         annotations: &[(String, String)],
     ) -> Result<(), BackendError>;
+    async fn list_certificates(&self, ns: &str) -> Result<Vec<Certificate>, BackendError>;
+    async fn get_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
+    /// Sets the certificate's `Issuing` condition, as `cmctl renew` does.
+    async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
 }
 
 /// Parses an equality-only label selector ("a=b,c=d").

@@ -7,13 +7,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
-    /// get/list deployments, pods, rollout history, events.
+    /// get/list deployments, pods, rollout history, events, certificates.
     Read,
     Scale,
     Rollback,
     /// Restart by deleting pods.
     DeletePods,
     Annotate,
+    /// Ask cert-manager to re-issue a certificate now.
+    RenewCertificate,
 }
 
 impl Operation {
@@ -24,6 +26,7 @@ impl Operation {
             Operation::Rollback => "rollback",
             Operation::DeletePods => "delete-pods",
             Operation::Annotate => "annotate",
+            Operation::RenewCertificate => "renew-certificate",
         }
     }
 }
@@ -179,6 +182,10 @@ pub fn check_annotate(grant: &K8sGrant, namespace: &str, kind: &str) -> Result<(
     Ok(())
 }
 
+pub fn check_renew_certificate(grant: &K8sGrant, namespace: &str) -> Result<(), Denied> {
+    grant.require(Operation::RenewCertificate, namespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +214,8 @@ mod tests {
         let err = check_rollback(&grant(), "payments");
         assert!(matches!(err, Err(Denied(r)) if r.contains("rollback")));
         assert!(check_annotate(&grant(), "payments", "Certificate").is_err());
+        let err = check_renew_certificate(&grant(), "payments");
+        assert!(matches!(err, Err(Denied(r)) if r.contains("renew-certificate")));
     }
 
     #[test]

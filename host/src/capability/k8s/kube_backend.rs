@@ -6,7 +6,7 @@
 //! template into the deployment.
 
 use super::backend::{BackendError, ClusterBackend};
-use crate::bindings::k8s::{Deployment, Event, ObjectRef, Pod, Revision};
+use crate::bindings::k8s::{Certificate, Deployment, Event, ObjectRef, Pod, Revision};
 use crate::bindings::types::Pair;
 use k8s_openapi::api::apps::v1::{Deployment as KDeployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event as KEvent, Pod as KPod};
@@ -33,6 +33,10 @@ impl KubeBackend {
 
     pub fn with_client(client: kube::Client) -> Self {
         KubeBackend { client }
+    }
+
+    pub(super) fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     fn deployments(&self, ns: &str) -> Api<KDeployment> {
@@ -69,7 +73,7 @@ impl KubeBackend {
     }
 }
 
-fn map_err(e: kube::Error, what: &str, ns: &str, name: &str) -> BackendError {
+pub(super) fn map_err(e: kube::Error, what: &str, ns: &str, name: &str) -> BackendError {
     match e {
         kube::Error::Api(resp) if resp.code == 404 => {
             BackendError::NotFound(format!("{what} {ns}/{name}"))
@@ -373,6 +377,18 @@ impl ClusterBackend for KubeBackend {
             .await
             .map_err(|e| map_err(e, &target.kind, &target.namespace, &target.name))?;
         Ok(())
+    }
+
+    async fn list_certificates(&self, ns: &str) -> Result<Vec<Certificate>, BackendError> {
+        self.list_certs(ns).await
+    }
+
+    async fn get_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
+        self.get_cert(ns, name).await
+    }
+
+    async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
+        self.renew_cert(ns, name).await
     }
 }
 

@@ -10,16 +10,17 @@
 mod backend;
 mod grant;
 pub mod kube_backend;
+mod kube_certificates;
 pub mod sim;
 
 pub use backend::{BackendError, ClusterBackend};
 pub use grant::{
     K8sGrant, K8sRequest, Namespace, Operation, check_annotate, check_delete_pods, check_read,
-    check_rollback, check_scale,
+    check_renew_certificate, check_rollback, check_scale,
 };
 
 use super::{CallMode, Capability, Denied, Recorder, Verdict};
-use crate::bindings::k8s::{Deployment, Event, Host, ObjectRef, Pod, Revision};
+use crate::bindings::k8s::{Certificate, Deployment, Event, Host, ObjectRef, Pod, Revision};
 use crate::bindings::types::{Error, Pair};
 use std::sync::Arc;
 
@@ -221,6 +222,50 @@ impl Host for K8sCapability {
         self.guarded("annotate", what, check, backend.annotate(&target, &pairs))
             .await
     }
+
+    async fn list_certificates(&mut self, namespace: String) -> Result<Vec<Certificate>, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "read",
+            format!("certificates in {namespace}"),
+            check,
+            backend.list_certificates(&namespace),
+        )
+        .await
+    }
+
+    async fn get_certificate(
+        &mut self,
+        namespace: String,
+        name: String,
+    ) -> Result<Certificate, Error> {
+        let check = check_read(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "read",
+            format!("certificate {namespace}/{name}"),
+            check,
+            backend.get_certificate(&namespace, &name),
+        )
+        .await
+    }
+
+    async fn renew_certificate(
+        &mut self,
+        namespace: String,
+        name: String,
+    ) -> Result<Certificate, Error> {
+        let check = check_renew_certificate(&self.grant, &namespace);
+        let backend = self.backend.clone();
+        self.guarded(
+            "renew-certificate",
+            format!("certificate {namespace}/{name}"),
+            check,
+            backend.renew_certificate(&namespace, &name),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +409,51 @@ max_pods_per_action = 2
                 .map(|a| a.len()),
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn renewing_a_certificate_is_denied_without_the_operation_then_allowed() {
+        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let revision = |c: &sim::SimulatedCluster| {
+            c.snapshot()
+                .certificates
+                .iter()
+                .find(|c| c.name == "payment-api-tls")
+                .map(|c| c.revision)
+        };
+        let r = cap
+            .renew_certificate("payments".into(), "payment-api-tls".into())
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Denied(reason)) if reason.contains("renew-certificate")),
+            "{r:?}"
+        );
+        assert_eq!(revision(&cluster), Some(1), "no side effect");
+        // Reading certificates needs only `read`.
+        let listed = cap.list_certificates("payments".into()).await;
+        assert_eq!(listed.map(|l| l.len()).ok(), Some(1));
+
+        let grant = WIDE.replace(
+            r#""delete-pods"]"#,
+            r#""delete-pods", "renew-certificate"]"#,
+        );
+        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+            unreachable!("grant parses")
+        };
+        let r = cap
+            .renew_certificate("checkout".into(), "payment-api-tls".into())
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Denied(_))),
+            "namespace still checked"
+        );
+        let r = cap
+            .renew_certificate("payments".into(), "payment-api-tls".into())
+            .await;
+        assert_eq!(r.ok().and_then(|c| c.revision), Some(2));
+        assert_eq!(revision(&cluster), Some(2));
     }
 
     #[tokio::test]

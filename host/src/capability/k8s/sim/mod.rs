@@ -4,11 +4,16 @@
 //! counts and a revision history (a rollback re-activates an old template
 //! under a new revision number, as Kubernetes does), pods with phase,
 //! restarts, last termination reason and memory, events, and annotatable
-//! objects of other kinds. Changes converge instantly. State loads from and
+//! objects of other kinds, cert-manager certificates. Changes converge
+//! instantly. State loads from and
 //! saves to JSON, so a scenario can ship its cluster as a file.
 
+mod certificates;
+
+pub use certificates::SimCertificate;
+
 use super::backend::{BackendError, ClusterBackend, parse_selector};
-use crate::bindings::k8s::{Deployment, Event, ObjectRef, Pod, Revision};
+use crate::bindings::k8s::{Certificate, Deployment, Event, ObjectRef, Pod, Revision};
 use crate::bindings::types::Pair;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +30,8 @@ pub struct ClusterState {
     pub events: Vec<SimEvent>,
     #[serde(default)]
     pub objects: Vec<SimObject>,
+    #[serde(default)]
+    pub certificates: Vec<SimCertificate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +122,8 @@ pub struct SimulatedCluster {
 const DEMO_STATE: &str = include_str!("demo-cluster.json");
 
 impl SimulatedCluster {
-    pub fn new(state: ClusterState) -> Self {
+    pub fn new(mut state: ClusterState) -> Self {
+        certificates::anchor_times(&mut state);
         SimulatedCluster {
             state: Mutex::new(state),
             generation: Mutex::new(0),
@@ -569,6 +577,18 @@ impl ClusterBackend for SimulatedCluster {
             format!("{} annotation(s) set", annotations.len()),
         );
         Ok(())
+    }
+
+    async fn list_certificates(&self, ns: &str) -> Result<Vec<Certificate>, BackendError> {
+        Ok(self.lock()?.list_certificates(ns))
+    }
+
+    async fn get_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
+        self.lock()?.get_certificate(ns, name)
+    }
+
+    async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
+        self.lock()?.renew_certificate(ns, name)
     }
 }
 
