@@ -147,7 +147,7 @@ async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
         let text = std::fs::read_to_string(&f).map_err(|e| bad(&f, e))?;
         let answer: Recorded = serde_json::from_str(&text)
             .map_err(|e| bad(&f, format!("not a recorded answer: {e}")))?;
-        if answer.body.is_some() == !answer.bodies.is_empty() {
+        if answer.body.is_some() != answer.bodies.is_empty() {
             return Err(bad(&f, "a recorded answer has either `body` or `bodies`"));
         }
         answers.push(answer);

@@ -252,7 +252,7 @@ impl Cloudflare {
             &format!("/dns_records?name={}", encode_query_value(&failover.record)),
             None,
         )?;
-        let records: Vec<DnsRecord> = result
+        let mut records: Vec<DnsRecord> = result
             .as_array()
             .map(|list| {
                 list.iter()
@@ -262,20 +262,19 @@ impl Cloudflare {
             })
             .transpose()?
             .unwrap_or_default();
-        match records.len() {
-            1 => records
-                .into_iter()
-                .next()
-                .ok_or_else(|| unreachable_empty()),
-            0 => Err(Error::Failed(format!(
+        if records.len() > 1 {
+            return Err(Error::Failed(format!(
+                "{} records are named {}; failover switches exactly one",
+                records.len(),
+                failover.record
+            )));
+        }
+        records.pop().ok_or_else(|| {
+            Error::Failed(format!(
                 "no A, AAAA or CNAME record named {} in the zone",
                 failover.record
-            ))),
-            n => Err(Error::Failed(format!(
-                "{n} records are named {}; failover switches exactly one",
-                failover.record
-            ))),
-        }
+            ))
+        })
     }
 
     fn point_at(&self, record: &DnsRecord, target: &str) -> Result<DnsRecord> {
@@ -283,10 +282,6 @@ impl Cloudflare {
         let result = self.call("PATCH", &format!("/dns_records/{}", record.id), Some(&body))?;
         DnsRecord::from_json(&result)
     }
-}
-
-fn unreachable_empty() -> Error {
-    Error::Failed("record list changed while reading it".into())
 }
 
 runwarden_sdk::export_tool!(DnsFailover);
