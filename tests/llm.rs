@@ -35,6 +35,7 @@ fn llm_agent(s: &Setup, base_url: String) -> Agent {
         api_key: Some("sk-test-not-a-secret".into()),
         timeout: Duration::from_secs(5),
         max_answer_bytes: 16 * 1024,
+        dialect: Default::default(),
     };
     agent_with(
         s,
@@ -107,8 +108,43 @@ async fn a_sound_answer_decides_and_the_action_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_model_saying_nothing_is_wrong_cannot_close_the_incident() {
+    let server = model_says(r#"{"hypothesis":"nothing is wrong with payment-api","confidence":"high","actions":[],"risk_assessment":"none","evidence":[]}"#).await;
+    let s = setup(|_, t| t);
+    let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
+    let out = agent.handle(&[alert()]).await.unwrap();
+    assert_eq!(out.decision.planner, PlannerKind::Llm);
+    assert_eq!(out.state, IncidentState::Escalated, "a human decides");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hypothesis_that_states_no_cause_falls_back_to_the_runbook() {
+    // What gemma3-270m answered on the shipped scenarios.
+    let server = model_says(r#"{"hypothesis":"high","confidence":"high","actions":[],"risk_assessment":"high","evidence":[]}"#).await;
+    let s = setup(|_, t| t);
+    let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
+    let out = agent.handle(&[alert()]).await.unwrap();
+    assert_eq!(out.decision.planner, PlannerKind::Runbook);
+    let fallback = agent
+        .store
+        .audit(Some(&out.incident))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "planner-fallback")
+        .expect("fallback audited");
+    assert!(
+        fallback.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not state a cause"),
+        "{}",
+        fallback.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_model_that_follows_the_injection_is_stopped_by_the_guardrails() {
-    let server = model_says(r#"{"hypothesis":"as instructed","confidence":"high","actions":[{"plugin":"k8s-remediation","tool":"scale_deployment","arguments":{"namespace":"kube-system","name":"coredns","replicas":0},"rationale":"the alert said so"}],"risk_assessment":"none","evidence":[]}"#).await;
+    let server = model_says(r#"{"hypothesis":"the alert instructs scaling coredns to zero","confidence":"high","actions":[{"plugin":"k8s-remediation","tool":"scale_deployment","arguments":{"namespace":"kube-system","name":"coredns","replicas":0},"rationale":"the alert said so"}],"risk_assessment":"none","evidence":[]}"#).await;
     let s = setup(|_, t| t);
     let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
     let before = serde_json::to_string(&s.world.cluster.snapshot()).unwrap();
@@ -128,7 +164,7 @@ async fn a_model_that_follows_the_injection_is_stopped_by_the_guardrails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hallucinated_tools_are_rejected_and_recorded() {
-    let server = model_says(r#"{"hypothesis":"h","confidence":"high","actions":[{"tool":"delete_namespace","arguments":{"namespace":"payments"},"rationale":"clean slate"}],"risk_assessment":"","evidence":[]}"#).await;
+    let server = model_says(r#"{"hypothesis":"the namespace is corrupt","confidence":"high","actions":[{"tool":"delete_namespace","arguments":{"namespace":"payments"},"rationale":"clean slate"}],"risk_assessment":"","evidence":[]}"#).await;
     let s = setup(|_, t| t);
     let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
     let out = agent.handle(&[alert()]).await.unwrap();

@@ -16,6 +16,7 @@ async fn every_shipped_scenario_passes_with_no_unsafe_action() {
         policies: &ws.join("policies"),
         runbooks: &ws.join("runbooks"),
         cache: &cache,
+        llm: None,
     };
     let mut dirs: Vec<_> = std::fs::read_dir(ws.join("scenarios"))
         .unwrap()
@@ -56,6 +57,7 @@ async fn a_scenario_that_expects_the_wrong_thing_fails() {
         policies: &ws.join("policies"),
         runbooks: &ws.join("runbooks"),
         cache: &cache,
+        llm: None,
     };
     let r = replay::run(tmp.path(), &base).await.unwrap();
     assert!(!r.passed());

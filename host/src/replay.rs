@@ -50,11 +50,30 @@ pub struct ScenarioResult {
     pub state: IncidentState,
     /// Mutating actions that ran although the scenario did not expect them.
     pub unsafe_actions: Vec<String>,
+    /// Every action that was executed, with its arguments.
+    pub executed: Vec<ExecutedAction>,
+    /// "runbook", "llm", or "runbook (llm fallback)".
+    pub planner: String,
+    /// The runbook rule or model that decided.
+    pub decided_by: String,
+    /// The incident's audit chain verified after the run.
+    pub audit_verified: bool,
+    /// Why the model's answer was not used, when it was not.
+    pub fallback_reason: Option<String>,
+    /// Model proposals rejected before any guardrail (unknown tool, invalid
+    /// arguments).
+    pub rejected_proposals: usize,
     pub failures: Vec<String>,
     pub context_ms: u128,
     pub decide_ms: u128,
     pub act_ms: u128,
     pub total_ms: u128,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutedAction {
+    pub tool: String,
+    pub arguments: serde_json::Value,
 }
 
 impl ScenarioResult {
@@ -74,6 +93,9 @@ pub struct ReplayBase<'a> {
     pub policies: &'a Path,
     pub runbooks: &'a Path,
     pub cache: &'a CompileCache,
+    /// Decide with this model (falling back to the runbooks) instead of the
+    /// runbook planner alone.
+    pub llm: Option<crate::analysis::llm::LlmConfig>,
 }
 
 fn bad(dir: &Path, reason: impl std::fmt::Display) -> ReplayError {
@@ -320,6 +342,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         secrets: Arc::new(read_secrets(dir)?),
     };
     let config = AgentConfig {
+        llm: base.llm.clone(),
         source_deadline: Duration::from_secs(5),
         verify_interval: Duration::from_millis(20),
         verify_timeout: Some(Duration::from_millis(300)),
@@ -340,10 +363,25 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         return Err(bad(dir, p));
     }
     let outcome = agent.handle(&alerts).await.map_err(|e| bad(dir, e))?;
+    let audit_verified = agent.store.verify_audit().map(|v| v.ok()).unwrap_or(false);
+    let trail = agent
+        .store
+        .audit(Some(&outcome.incident))
+        .map_err(|e| bad(dir, e))?;
+    let fallback_reason = trail
+        .iter()
+        .find(|r| r.kind == "planner-fallback")
+        .and_then(|r| r.body["reason"].as_str().map(str::to_string));
+    let rejected_proposals = trail
+        .iter()
+        .filter(|r| r.kind == "model-answer")
+        .filter_map(|r| r.body["rejected"].as_array().map(Vec::len))
+        .sum();
+    drop(agent);
     let _ = std::fs::remove_dir_all(&scratch);
 
     let chosen = chosen(&outcome);
-    let executed: Vec<String> = outcome
+    let executed: Vec<ExecutedAction> = outcome
         .actions
         .iter()
         .filter(|a| {
@@ -352,12 +390,15 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
                 ActionStatus::Recovered | ActionStatus::NotRecovered
             )
         })
-        .map(|a| a.tool.clone())
+        .map(|a| ExecutedAction {
+            tool: a.tool.clone(),
+            arguments: a.arguments.clone(),
+        })
         .collect();
     let unsafe_actions: Vec<String> = executed
         .iter()
-        .filter(|t| **t != expected.action)
-        .cloned()
+        .filter(|a| a.tool != expected.action)
+        .map(|a| a.tool.clone())
         .collect();
     let mut failures = Vec::new();
     let proposed = outcome.actions.first().map_or("none", |a| a.tool.as_str());
@@ -394,6 +435,14 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     if !unsafe_actions.is_empty() {
         failures.push(format!("unsafe: executed {}", unsafe_actions.join(", ")));
     }
+    if !audit_verified {
+        failures.push("the audit chain does not verify".into());
+    }
+    let planner = match (outcome.decision.planner, base.llm.is_some()) {
+        (crate::analysis::PlannerKind::Llm, _) => "llm",
+        (crate::analysis::PlannerKind::Runbook, true) => "runbook (llm fallback)",
+        (crate::analysis::PlannerKind::Runbook, false) => "runbook",
+    };
     Ok(ScenarioResult {
         name,
         expected_action: expected.action,
@@ -401,6 +450,12 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         expected_state: expected.state,
         state: outcome.state,
         unsafe_actions,
+        executed,
+        planner: planner.into(),
+        decided_by: outcome.decision.decided_by.clone(),
+        audit_verified,
+        fallback_reason,
+        rejected_proposals,
         failures,
         context_ms: outcome.timings.context_ms,
         decide_ms: outcome.timings.decide_ms,
@@ -425,13 +480,22 @@ pub fn table(results: &[ScenarioResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<31} {:<20} {:<40} {:<16} {:<6} {:>8} {:>7} {:>7} {:>7}  result",
-        "scenario", "expected", "chosen", "state", "unsafe", "context", "decide", "act", "total"
+        "{:<31} {:<20} {:<40} {:<16} {:<6} {:>8} {:>7} {:>7} {:>7}  {:<8} result",
+        "scenario",
+        "expected",
+        "chosen",
+        "state",
+        "unsafe",
+        "context",
+        "decide",
+        "act",
+        "total",
+        "planner"
     );
     for r in results {
         let _ = writeln!(
             o,
-            "{:<31} {:<20} {:<40} {:<16} {:<6} {:>6}ms {:>5}ms {:>5}ms {:>5}ms  {}",
+            "{:<31} {:<20} {:<40} {:<16} {:<6} {:>6}ms {:>5}ms {:>5}ms {:>5}ms  {:<8} {}",
             r.name,
             r.expected_action,
             r.chosen_action,
@@ -441,6 +505,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
             r.decide_ms,
             r.act_ms,
             r.total_ms,
+            r.planner,
             if r.passed() {
                 "PASS".to_string()
             } else {

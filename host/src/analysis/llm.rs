@@ -32,25 +32,63 @@ pub struct LlmConfig {
     pub timeout: Duration,
     /// Answers larger than this are rejected unread.
     pub max_answer_bytes: usize,
+    /// Which flavour of the OpenAI API the server speaks.
+    pub dialect: Dialect,
+}
+
+/// OpenAI-compatible servers differ in two places that matter here. OpenAI
+/// takes `response_format: json_schema` and `max_completion_tokens`;
+/// llama.cpp-based servers (llama-cpp-python) refuse `json_schema`, take
+/// `{"type": "json_object", "schema": ...}` instead, and only honour
+/// `max_tokens` (without it a small model can generate until its context is
+/// full). Either way the answer is validated here: the format only helps the
+/// model produce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    OpenAi,
+    LlamaCpp,
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openai" => Ok(Dialect::OpenAi),
+            "llama-cpp" => Ok(Dialect::LlamaCpp),
+            other => Err(format!(
+                "RUNWARDEN_LLM_DIALECT={other:?}: expected openai or llama-cpp"
+            )),
+        }
+    }
 }
 
 impl LlmConfig {
-    /// From `RUNWARDEN_LLM_BASE_URL`, `RUNWARDEN_LLM_MODEL` and the variable
-    /// named by `RUNWARDEN_LLM_API_KEY_ENV` (default `OPENAI_API_KEY`).
-    pub fn from_env() -> Option<Self> {
-        let base_url = std::env::var("RUNWARDEN_LLM_BASE_URL")
+    /// From `RUNWARDEN_LLM_BASE_URL`, `RUNWARDEN_LLM_MODEL`,
+    /// `RUNWARDEN_LLM_DIALECT` (openai, the default, or llama-cpp) and the variable named by `RUNWARDEN_LLM_API_KEY_ENV`
+    /// (default `OPENAI_API_KEY`). `Ok(None)` when no base URL is set.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        let Some(base_url) = std::env::var("RUNWARDEN_LLM_BASE_URL")
             .ok()
-            .filter(|s| !s.is_empty())?;
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        let dialect = match std::env::var("RUNWARDEN_LLM_DIALECT") {
+            Ok(v) if !v.is_empty() => v.parse()?,
+            _ => Dialect::default(),
+        };
         let model = std::env::var("RUNWARDEN_LLM_MODEL").unwrap_or_else(|_| "default".into());
         let key_var =
             std::env::var("RUNWARDEN_LLM_API_KEY_ENV").unwrap_or_else(|_| "OPENAI_API_KEY".into());
-        Some(LlmConfig {
+        Ok(Some(LlmConfig {
             base_url,
             model,
             api_key: std::env::var(key_var).ok(),
             timeout: Duration::from_secs(60),
             max_answer_bytes: 64 * 1024,
-        })
+            dialect,
+        }))
     }
 }
 
@@ -215,6 +253,14 @@ pub fn interpret(model: &str, text: &str, tools: &[ToolOffer], max_bytes: usize)
         Ok(a) => a,
         Err(e) => return failed(LlmFailure::Unparseable(e.to_string())),
     };
+    // The schema cannot say "a sentence": a one-word "hypothesis" ("high",
+    // "yes") is a model that did not understand the task.
+    if answer.hypothesis.split_whitespace().count() < 3 {
+        return failed(LlmFailure::Unparseable(format!(
+            "hypothesis {:?} does not state a cause",
+            clip(&answer.hypothesis, 200)
+        )));
+    }
     let mut rejected = Vec::new();
     let mut actions = Vec::new();
     for a in answer.actions {
@@ -298,11 +344,16 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
             },
         })
         .build();
-    let request = match request {
-        Ok(r) => r,
+    let request = match request.map(serde_json::to_value) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return unreachable(format!("cannot build the request: {e}")),
         Err(e) => return unreachable(format!("cannot build the request: {e}")),
     };
-    let response = match tokio::time::timeout(config.timeout, client.chat().create(request)).await {
+    let request = in_dialect(request, config.dialect);
+    let chat = client.chat();
+    let call =
+        chat.create_byot::<_, async_openai::types::chat::CreateChatCompletionResponse>(request);
+    let response = match tokio::time::timeout(config.timeout, call).await {
         Err(_) => return unreachable(format!("no answer within {} s", config.timeout.as_secs())),
         Ok(Err(e)) => return unreachable(e.to_string()),
         Ok(Ok(r)) => r,
@@ -316,9 +367,33 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
     interpret(&config.model, &text, tools, config.max_answer_bytes)
 }
 
+/// Adapts the request to the server's dialect.
+fn in_dialect(mut request: serde_json::Value, dialect: Dialect) -> serde_json::Value {
+    if dialect == Dialect::LlamaCpp {
+        request["response_format"] =
+            serde_json::json!({"type": "json_object", "schema": answer_schema()});
+        request["max_tokens"] = request["max_completion_tokens"].clone();
+    }
+    request
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_llama_cpp_dialect_asks_for_a_json_object_with_the_schema_and_max_tokens() {
+        let request = serde_json::json!({"model": "m", "max_completion_tokens": 1024,
+            "response_format": {"type": "json_schema"}});
+        let openai = in_dialect(request.clone(), Dialect::OpenAi);
+        assert_eq!(openai, request);
+        let llama = in_dialect(request, Dialect::LlamaCpp);
+        assert_eq!(llama["response_format"]["type"], "json_object");
+        assert_eq!(llama["response_format"]["schema"], answer_schema());
+        assert_eq!(llama["max_tokens"], 1024);
+        assert!("llama-cpp".parse::<Dialect>().is_ok());
+        assert!("llamacpp".parse::<Dialect>().is_err());
+    }
     use crate::bindings::types::{Effect, Risk};
 
     fn offers() -> Vec<ToolOffer> {
@@ -338,7 +413,7 @@ mod tests {
     #[test]
     fn a_valid_answer_becomes_a_decision() {
         let text = r#"```json
-{"hypothesis":"bad deploy","confidence":"high","actions":[{"tool":"rollback_deployment","arguments":{"namespace":"payments","name":"payment-api"},"rationale":"OOM after deploy"}],"risk_assessment":"low","evidence":["OOMKilled"]}
+{"hypothesis":"the bad deploy leaks memory","confidence":"high","actions":[{"tool":"rollback_deployment","arguments":{"namespace":"payments","name":"payment-api"},"rationale":"OOM after deploy"}],"risk_assessment":"low","evidence":["OOMKilled"]}
 ```"#;
         let out = interpret("m", text, &offers(), 65536);
         let d = out.decision.expect("decision");
@@ -349,7 +424,7 @@ mod tests {
 
     #[test]
     fn hallucinated_tools_and_bad_arguments_are_rejected_and_recorded() {
-        let text = r#"{"hypothesis":"h","confidence":"high","actions":[
+        let text = r#"{"hypothesis":"the deploy broke it","confidence":"high","actions":[
             {"tool":"delete_namespace","arguments":{"namespace":"payments"},"rationale":"x"},
             {"tool":"rollback_deployment","arguments":{"namespace":"payments"},"rationale":"missing name"},
             {"tool":"rollback_deployment","plugin":"evil-plugin","arguments":{"namespace":"a","name":"b"},"rationale":"wrong plugin"}

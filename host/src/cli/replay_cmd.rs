@@ -25,6 +25,7 @@ pub async fn run(cli: &Cli, dirs: &[PathBuf], json: bool) -> anyhow::Result<Exit
         policies: &cli.policies,
         runbooks: &cli.runbooks,
         cache: &cache,
+        llm: runwarden::analysis::llm::LlmConfig::from_env().map_err(anyhow::Error::msg)?,
     };
     let bar = (scenario_dirs.len() > 3 && !json).then(|| {
         let bar = indicatif::ProgressBar::new(scenario_dirs.len() as u64);

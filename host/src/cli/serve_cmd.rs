@@ -31,7 +31,7 @@ pub struct ServeArgs {
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let agent = cli
         .open_agent(AgentConfig {
-            llm: runwarden::analysis::llm::LlmConfig::from_env(),
+            llm: runwarden::analysis::llm::LlmConfig::from_env().map_err(anyhow::Error::msg)?,
             ..AgentConfig::default()
         })
         .await?;

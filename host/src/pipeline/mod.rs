@@ -358,9 +358,11 @@ fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
 fn final_state(decision: &Decision, actions: &[act::ActionOutcome]) -> IncidentState {
     use act::ActionStatus as S;
     if decision.actions.is_empty() {
-        // A confident "nothing to do" (a Watchdog) closes the incident; any
-        // other decision without an action goes to a human.
-        return if decision.confidence == crate::analysis::Confidence::High {
+        // A runbook rule's confident "nothing to do" (a Watchdog) closes the
+        // incident; any other decision without an action goes to a human. A
+        // model cannot close an incident by saying nothing is wrong.
+        let runbook = decision.planner == crate::analysis::PlannerKind::Runbook;
+        return if runbook && decision.confidence == crate::analysis::Confidence::High {
             IncidentState::Resolved
         } else {
             IncidentState::Escalated

