@@ -6,6 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/build-plugins.sh >/dev/null
+start=$(date +%s)
 pidfile=$(mktemp)
 url=$(./scripts/llm-server.sh start 3>"$pidfile")
 pid=$(cat "$pidfile")
@@ -13,3 +14,4 @@ trap 'kill "$pid" 2>/dev/null || true; rm -f "$pidfile"' EXIT
 echo "model server at $url (pid $pid)"
 export RUNWARDEN_LLM_BASE_URL=$url RUNWARDEN_LLM_MODEL=gemma3-270m RUNWARDEN_LLM_DIALECT=llama-cpp
 cargo test --locked -p runwarden --test llm_real -- --ignored --nocapture
+echo "real-model tier: $(( $(date +%s) - start )) s"

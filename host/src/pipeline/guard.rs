@@ -45,6 +45,10 @@ pub struct GuardState {
     pub history: Vec<TakenAction>,
     /// Set when the breaker trips; only a human resets it.
     pub breaker_tripped: Option<String>,
+    /// An admin's switch of the autonomy mode (survives restarts; `None`:
+    /// the policy file's mode).
+    #[serde(default)]
+    pub mode_override: Option<super::autonomy::Mode>,
 }
 
 /// The target of an action: namespace/name when the arguments have them.

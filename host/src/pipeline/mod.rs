@@ -8,6 +8,7 @@ pub mod autonomy;
 pub mod context;
 pub mod escalate;
 pub mod guard;
+pub mod recovery;
 pub mod redact;
 pub mod report;
 
@@ -256,6 +257,39 @@ impl Agent {
             .lock()
             .ok()
             .and_then(|g| g.breaker_tripped.clone())
+    }
+
+    /// The autonomy policy in force: the file's, with an admin's mode switch.
+    pub fn autonomy_now(&self) -> std::borrow::Cow<'_, AutonomyPolicy> {
+        match self.guard.lock().ok().and_then(|g| g.mode_override) {
+            Some(mode) if mode != self.autonomy.mode => {
+                let mut p = self.autonomy.clone();
+                p.mode = mode;
+                std::borrow::Cow::Owned(p)
+            }
+            _ => std::borrow::Cow::Borrowed(&self.autonomy),
+        }
+    }
+
+    /// An admin switches the autonomy mode (e.g. to `observe` to stop all
+    /// mutating actions at once). Persisted and audited; returns the mode
+    /// that was in force.
+    pub fn set_mode(&self, mode: autonomy::Mode, by: &str) -> Result<autonomy::Mode, StoreError> {
+        let was = self.autonomy_now().mode;
+        {
+            let mut g = self
+                .guard
+                .lock()
+                .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
+            g.mode_override = (mode != self.autonomy.mode).then_some(mode);
+        }
+        self.save_guard()?;
+        self.store.append_audit(
+            None,
+            "mode-change",
+            &serde_json::json!({"by": by, "from": was, "to": mode}),
+        )?;
+        Ok(was)
     }
 
     /// A human closes the circuit breaker. Audited.

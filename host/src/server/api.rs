@@ -1,13 +1,15 @@
-//! The read API and the approver actions.
+//! The read API (role viewer), approvals (approver), and the circuit
+//! breaker and autonomy mode (admin). `/healthz` is open.
 
 use super::Server;
+use super::access::{Refusal, Role};
+use crate::pipeline::autonomy::Mode;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 pub fn routes() -> Router<Arc<Server>> {
     Router::new()
@@ -17,7 +19,10 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/api/approvals", get(approvals))
         .route("/api/approvals/{id}/approve", post(approve))
         .route("/api/approvals/{id}/deny", post(deny))
+        .route("/api/breaker", get(breaker))
         .route("/api/breaker/reset", post(reset_breaker))
+        .route("/api/mode", get(mode).post(set_mode))
+        .route("/api/intake", get(intake))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -28,14 +33,54 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn incidents(State(s): State<Arc<Server>>) -> Response {
+/// A refused API call, answered 401 (with `WWW-Authenticate`) or 403.
+struct Refused(Refusal);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Refusal::Unauthenticated(r) => {
+                let mut resp = error(StatusCode::UNAUTHORIZED, r);
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                resp
+            }
+            Refusal::Forbidden(r) => error(StatusCode::FORBIDDEN, r),
+        }
+    }
+}
+
+/// The caller's identity if their token carries `role`.
+fn caller(s: &Server, headers: &HeaderMap, role: Role) -> Result<String, Refused> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    s.config
+        .access
+        .authorize(authorization, role)
+        .map_err(Refused)
+}
+
+async fn incidents(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
     match s.agent.store.incidents() {
         Ok(list) => axum::Json(list).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn report(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+async fn report(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
     match s.agent.store.report(&id) {
         Ok(md) => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response(),
         Err(crate::store::StoreError::NotFound { .. }) => {
@@ -45,30 +90,13 @@ async fn report(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Respons
     }
 }
 
-async fn approvals(State(s): State<Arc<Server>>) -> Response {
+async fn approvals(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
     match s.agent.store.approvals() {
         Ok(list) => axum::Json(list).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
-}
-
-/// The approver's identity, if the bearer token matches (constant time).
-fn approver(s: &Server, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
-    let Some(expected) = s.config.approver_token.as_deref() else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "approvals over HTTP are disabled: no approver token is configured (RUNWARDEN_APPROVER_TOKEN)",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok("http:approver".into())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, "missing or wrong approver token"))
     }
 }
 
@@ -77,9 +105,9 @@ async fn approve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match approver(&s, &headers) {
+    let who = match caller(&s, &headers, Role::Approver) {
         Ok(w) => w,
-        Err((status, why)) => return error(status, why),
+        Err(r) => return r.into_response(),
     };
     match s.agent.approve(&id, &who).await {
         Ok(outcome) => {
@@ -94,9 +122,9 @@ async fn deny(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match approver(&s, &headers) {
+    let who = match caller(&s, &headers, Role::Approver) {
         Ok(w) => w,
-        Err((status, why)) => return error(status, why),
+        Err(r) => return r.into_response(),
     };
     match s.agent.deny(&id, &who) {
         Ok(()) => axum::Json(serde_json::json!({"denied": id})).into_response(),
@@ -105,12 +133,64 @@ async fn deny(
 }
 
 async fn reset_breaker(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    let who = match approver(&s, &headers) {
+    let who = match caller(&s, &headers, Role::Admin) {
         Ok(w) => w,
-        Err((status, why)) => return error(status, why),
+        Err(r) => return r.into_response(),
     };
     match s.agent.reset_breaker(&who) {
         Ok(was) => axum::Json(serde_json::json!({"reset": true, "was_open": was})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+async fn breaker(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    axum::Json(serde_json::json!({"open": s.agent.breaker()})).into_response()
+}
+
+async fn mode(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    axum::Json(serde_json::json!({"mode": s.agent.autonomy_now().mode, "policy_mode": s.agent.autonomy.mode}))
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeChange {
+    mode: Mode,
+}
+
+async fn set_mode(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&s, &headers, Role::Admin) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let change: ModeChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"mode\": \"observe\" | \"approve\" | \"auto\"}}: {e}"),
+            );
+        }
+    };
+    match s.agent.set_mode(change.mode, &who) {
+        Ok(was) => axum::Json(serde_json::json!({"mode": change.mode, "was": was})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn intake(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    axum::Json(s.intake.snapshot()).into_response()
 }

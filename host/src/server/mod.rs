@@ -3,13 +3,15 @@
 //!
 //! Intake answers fast (202) and never runs an incident inline: alerts go to
 //! the grouper, and a flusher opens an incident for every group whose
-//! `group_wait` has passed. State-changing API calls need the approver token
-//! (`RUNWARDEN_APPROVER_TOKEN`); without one configured they are disabled —
-//! there is no default token. (Roles and per-source webhook authentication
-//! come with the hardening work.)
+//! `group_wait` has passed. Who may call what is the access policy's
+//! (`access.rs`): API tokens with roles, per-source webhook credentials and
+//! rate limits; with none configured, the API and the webhooks are refused.
 
+pub mod access;
 mod api;
 mod webhooks;
+
+pub use access::{Access, Role, Source};
 
 use crate::incident::grouping::{Grouper, GroupingConfig, Ingested};
 use crate::intake::Alert;
@@ -23,10 +25,8 @@ pub struct ServeConfig {
     pub grouping: GroupingConfig,
     /// Largest webhook body accepted.
     pub max_body_bytes: usize,
-    /// PagerDuty webhook signing secret; PagerDuty intake is refused without it.
-    pub pagerduty_secret: Option<String>,
-    /// Bearer token for approve/deny. `None` disables them.
-    pub approver_token: Option<String>,
+    /// API tokens, webhook credentials and rate limits.
+    pub access: Access,
     /// How often due groups are turned into incidents.
     pub flush_every: Duration,
 }
@@ -36,8 +36,7 @@ impl Default for ServeConfig {
         ServeConfig {
             grouping: GroupingConfig::default(),
             max_body_bytes: 1 << 20,
-            pagerduty_secret: None,
-            approver_token: None,
+            access: Access::default(),
             flush_every: Duration::from_millis(500),
         }
     }
@@ -47,6 +46,55 @@ pub struct Server {
     pub agent: Arc<Agent>,
     pub grouper: Mutex<Grouper>,
     pub config: ServeConfig,
+    pub limiter: access::RateLimiter,
+    pub intake: IntakeCounters,
+}
+
+/// What intake did, per source: deliveries accepted, alerts in them,
+/// deliveries shed by the rate limit, refused for credentials, malformed.
+#[derive(Debug, Default)]
+pub struct IntakeCounters(std::collections::BTreeMap<Source, [std::sync::atomic::AtomicU64; 5]>);
+
+#[derive(Debug, Clone, Copy)]
+pub enum IntakeEvent {
+    Accepted = 0,
+    Alerts = 1,
+    Shed = 2,
+    Unauthorized = 3,
+    Malformed = 4,
+}
+
+impl IntakeCounters {
+    fn new() -> Self {
+        IntakeCounters(
+            Source::ALL
+                .iter()
+                .map(|s| (*s, Default::default()))
+                .collect(),
+        )
+    }
+
+    pub fn add(&self, source: Source, event: IntakeEvent, n: u64) {
+        if let Some(c) = self.0.get(&source) {
+            c[event as usize].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::Value::Object(
+            self.0
+                .iter()
+                .map(|(s, c)| {
+                    (
+                        s.name().to_string(),
+                        serde_json::json!({"accepted": load(&c[0]), "alerts": load(&c[1]),
+                            "shed": load(&c[2]), "unauthorized": load(&c[3]), "malformed": load(&c[4])}),
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 fn now_ms() -> i64 {
@@ -59,6 +107,8 @@ impl Server {
             grouper: Mutex::new(Grouper::new(config.grouping.clone())),
             agent,
             config,
+            limiter: access::RateLimiter::default(),
+            intake: IntakeCounters::new(),
         })
     }
 

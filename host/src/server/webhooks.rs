@@ -1,11 +1,13 @@
-//! The intake endpoints: one per sender, each with a body limit.
+//! The intake endpoints: one per sender, each with a body limit, a rate
+//! limit, and its own credential check before the body is parsed.
 
-use super::Server;
+use super::access::{OPSGENIE_SECRET_HEADER, Refusal, Source};
+use super::{IntakeEvent, Server};
 use crate::intake::{IntakeError, alertmanager, opsgenie, pagerduty};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::sync::Arc;
@@ -13,23 +15,90 @@ use std::sync::Arc;
 pub fn routes(max_body: usize) -> Router<Arc<Server>> {
     Router::new()
         .route("/webhooks/alertmanager", post(alertmanager_hook))
-        .route("/webhooks/grafana", post(alertmanager_hook))
+        .route("/webhooks/grafana", post(grafana_hook))
         .route("/webhooks/pagerduty", post(pagerduty_hook))
         .route("/webhooks/opsgenie", post(opsgenie_hook))
         .layer(DefaultBodyLimit::max(max_body))
 }
 
-fn refuse(status: StatusCode, e: &IntakeError) -> Response {
-    tracing::warn!("webhook refused: {e}");
-    (
-        status,
-        axum::Json(serde_json::json!({"error": e.to_string()})),
-    )
-        .into_response()
+fn json_error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(serde_json::json!({"error": message}))).into_response()
 }
 
-fn accepted(server: &Server, alerts: Vec<crate::intake::Alert>, truncated: u64) -> Response {
+fn refuse(server: &Server, source: Source, status: StatusCode, e: &IntakeError) -> Response {
+    tracing::warn!(source = source.name(), "webhook refused: {e}");
+    let event = if status == StatusCode::BAD_REQUEST {
+        IntakeEvent::Malformed
+    } else {
+        IntakeEvent::Unauthorized
+    };
+    server.intake.add(source, event, 1);
+    json_error(status, e.to_string())
+}
+
+/// Why a delivery was not admitted.
+enum NotAdmitted {
+    Shed(Source),
+    Refused(Refusal),
+}
+
+impl IntoResponse for NotAdmitted {
+    fn into_response(self) -> Response {
+        match self {
+            NotAdmitted::Shed(source) => {
+                let mut resp = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "{} intake is over its rate limit; retry later",
+                        source.name()
+                    ),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                resp
+            }
+            NotAdmitted::Refused(Refusal::Unauthenticated(r)) => {
+                json_error(StatusCode::UNAUTHORIZED, r)
+            }
+            NotAdmitted::Refused(Refusal::Forbidden(r)) => json_error(StatusCode::FORBIDDEN, r),
+        }
+    }
+}
+
+/// Rate limit, then credentials, before the body is looked at.
+fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), NotAdmitted> {
+    let access = &server.config.access;
+    if let Some(auth) = access.webhook(source)
+        && !server
+            .limiter
+            .admit(source, auth, std::time::Instant::now())
+    {
+        server.intake.add(source, IntakeEvent::Shed, 1);
+        return Err(NotAdmitted::Shed(source));
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    access
+        .check_webhook(
+            source,
+            text(header::AUTHORIZATION.as_str()),
+            text(OPSGENIE_SECRET_HEADER),
+        )
+        .map_err(|refusal| {
+            server.intake.add(source, IntakeEvent::Unauthorized, 1);
+            tracing::warn!(source = source.name(), "webhook refused: {refusal}");
+            NotAdmitted::Refused(refusal)
+        })
+}
+
+fn accepted(
+    server: &Server,
+    source: Source,
+    alerts: Vec<crate::intake::Alert>,
+    truncated: u64,
+) -> Response {
     let n = alerts.len();
+    server.intake.add(source, IntakeEvent::Accepted, 1);
+    server.intake.add(source, IntakeEvent::Alerts, n as u64);
     server.accept(alerts);
     if truncated > 0 {
         tracing::warn!(truncated, "the sender truncated alerts from this delivery");
@@ -41,17 +110,44 @@ fn accepted(server: &Server, alerts: Vec<crate::intake::Alert>, truncated: u64) 
         .into_response()
 }
 
-async fn alertmanager_hook(State(server): State<Arc<Server>>, body: Bytes) -> Response {
-    match alertmanager::parse(&body) {
-        Ok(d) => accepted(&server, d.alerts, d.truncated),
-        Err(e) => refuse(StatusCode::BAD_REQUEST, &e),
+async fn alertmanager_hook(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    envelope(&server, Source::Alertmanager, &headers, &body)
+}
+
+async fn grafana_hook(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    envelope(&server, Source::Grafana, &headers, &body)
+}
+
+/// Alertmanager and Grafana share the webhook envelope.
+fn envelope(server: &Server, source: Source, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Err(r) = admit(server, source, headers) {
+        return r.into_response();
+    }
+    match alertmanager::parse(body) {
+        Ok(d) => accepted(server, source, d.alerts, d.truncated),
+        Err(e) => refuse(server, source, StatusCode::BAD_REQUEST, &e),
     }
 }
 
-async fn opsgenie_hook(State(server): State<Arc<Server>>, body: Bytes) -> Response {
+async fn opsgenie_hook(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = admit(&server, Source::Opsgenie, &headers) {
+        return r.into_response();
+    }
     match opsgenie::parse(&body) {
-        Ok(alerts) => accepted(&server, alerts, 0),
-        Err(e) => refuse(StatusCode::BAD_REQUEST, &e),
+        Ok(alerts) => accepted(&server, Source::Opsgenie, alerts, 0),
+        Err(e) => refuse(&server, Source::Opsgenie, StatusCode::BAD_REQUEST, &e),
     }
 }
 
@@ -60,23 +156,28 @@ async fn pagerduty_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(secret) = server.config.pagerduty_secret.as_deref() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &IntakeError::Signature(
-                "no PagerDuty signing secret is configured (RUNWARDEN_PAGERDUTY_SECRET)".into(),
-            ),
-        );
-    };
-    let signature = headers
-        .get("x-pagerduty-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if let Err(e) = pagerduty::verify_signature(&body, signature, secret.as_bytes()) {
-        return refuse(StatusCode::UNAUTHORIZED, &e);
+    let source = Source::Pagerduty;
+    if let Err(r) = admit(&server, source, &headers) {
+        return r.into_response();
+    }
+    // `admit` passed: either a signing secret is configured, or the access
+    // file explicitly allows unsigned PagerDuty webhooks.
+    if let Some(secret) = server
+        .config
+        .access
+        .webhook(source)
+        .and_then(|w| w.signing_secret.as_deref())
+    {
+        let signature = headers
+            .get("x-pagerduty-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Err(e) = pagerduty::verify_signature(&body, signature, secret.as_bytes()) {
+            return refuse(&server, source, StatusCode::UNAUTHORIZED, &e);
+        }
     }
     match pagerduty::parse(&body) {
-        Ok(alerts) => accepted(&server, alerts, 0),
-        Err(e) => refuse(StatusCode::BAD_REQUEST, &e),
+        Ok(alerts) => accepted(&server, source, alerts, 0),
+        Err(e) => refuse(&server, source, StatusCode::BAD_REQUEST, &e),
     }
 }

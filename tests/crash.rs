@@ -1,0 +1,203 @@
+//! Crash safety: `runwarden serve` is killed with SIGKILL between an action's
+//! intent record and its result. On restart the incident is marked
+//! interrupted and escalated, the action is not re-run, and
+//! `runwarden audit verify` passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::agent::setup;
+use runwarden::store::Store;
+use runwarden::store::sqlite::SqliteStore;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A policy for the hostile guest whose `spin` tool runs until its 60 s
+/// deadline: the window in which the agent is killed.
+fn write_spinning_tool(policies: &Path) {
+    let wasm = common::wasm("hostile_guests");
+    let digest = runwarden::policy::Sha256Hex::of(&std::fs::read(&wasm).unwrap());
+    std::fs::write(
+        policies.join("../hostile-manifest.toml"),
+        format!(
+            "[plugin]\nname = \"hostile\"\nkind = \"remediation-tool\"\ndescription = \"test\"\n{}",
+            common::HOSTILE_REQUESTS
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("hostile.toml"),
+        format!(
+            "[plugin]\nname = \"hostile\"\ncomponent = {:?}\nsha256 = \"{digest}\"\nmanifest = \"../hostile-manifest.toml\"\n\n\
+             [limits]\ntimeout_ms = 60000\n\n[grants.k8s]\nnamespaces = []\noperations = []\n\
+             [grants.http]\nallow = []\n[grants.secrets]\nnames = []\n[grants.log]\n",
+            wasm.display().to_string()
+        ),
+    )
+    .unwrap();
+    let autonomy = policies.join("autonomy.toml");
+    let text = std::fs::read_to_string(&autonomy).unwrap().replacen(
+        "[[action]]",
+        "[[action]]\ntool = \"spin\"\nauto_execute_if = { min_confidence = \"low\", max_risk = \"high\", service_tiers = [\"2\"] }\n\n[[action]]",
+        1,
+    );
+    std::fs::write(autonomy, text).unwrap();
+}
+
+fn write_runbook(runbooks: &Path) {
+    std::fs::create_dir_all(runbooks).unwrap();
+    std::fs::write(
+        runbooks.join("crash-test.toml"),
+        "alert = \"CrashTest\"\ntitle = \"crash test\"\n\n[[rule]]\nname = \"spin\"\nhypothesis = \"the tool must run for a long time\"\nconfidence = \"high\"\naction = { plugin = \"hostile\", tool = \"spin\", arguments = {} }\n",
+    )
+    .unwrap();
+}
+
+struct Agent {
+    child: Child,
+    base: String,
+    stderr: Vec<String>,
+}
+
+/// Starts `runwarden serve` and waits until it listens. The caller kills
+/// and waits for it; a failing test leaves it to the test harness's exit.
+#[allow(clippy::zombie_processes)]
+fn serve(root: &Path) -> Agent {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .args([
+            "--policies",
+            "policies",
+            "--runbooks",
+            "runbooks",
+            "--data-dir",
+            "data",
+        ])
+        .args(["--cache-dir"])
+        .arg(common::workspace().join("target/runwarden-test-cache"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--group-wait-ms", "0"])
+        .args(["--access", "access.toml", "--insecure-local-webhooks"])
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runwarden serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve exited: {stderr:?}"))
+            .unwrap();
+        stderr.push(line.clone());
+        if let Some(rest) = line.strip_prefix("runwarden serving on ") {
+            let base = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Agent {
+                child,
+                base,
+                stderr,
+            };
+        }
+    }
+}
+
+fn kinds(data: &Path) -> Vec<String> {
+    let store = SqliteStore::open(data).unwrap();
+    store
+        .audit(Some("INC-1"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_between_intent_and_result_leaves_an_interrupted_incident_and_no_rerun() {
+    let s = setup(|_, t| t);
+    let root = s.dir.path();
+    write_spinning_tool(&root.join("policies"));
+    write_runbook(&root.join("runbooks"));
+
+    std::fs::write(
+        root.join("access.toml"),
+        "[[api_token]]\nname = \"test\"\nrole = \"viewer\"\ntoken = { value = \"crash-viewer-token-0123\" }\n",
+    )
+    .unwrap();
+    let mut first = serve(root);
+    let alert = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
+        "alerts": [{"status": "firing", "fingerprint": "crash1",
+            "labels": {"alertname": "CrashTest", "namespace": "payments", "service": "payment-api", "tier": "2"},
+            "annotations": {}, "startsAt": "2026-11-27T06:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}]
+    });
+    let (status, body) = common::http(
+        "POST",
+        &format!("{}/webhooks/alertmanager", first.base),
+        &[("content-type", "application/json")],
+        alert.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    // Kill it once the intent is durable and the action is running.
+    let data = root.join("data");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(data.join("runwarden.db").exists() && kinds(&data).contains(&"intent".to_string())) {
+        assert!(
+            Instant::now() < deadline,
+            "no intent record: {:?}",
+            first.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    let before = kinds(&data);
+    assert!(!before.contains(&"execution".to_string()), "{before:?}");
+
+    // Restart: the incident is marked and escalated, nothing re-runs.
+    let mut second = serve(root);
+    assert!(
+        second
+            .stderr
+            .iter()
+            .any(|l| l.contains("INC-1: interrupted mid-action")),
+        "{:?}",
+        second.stderr
+    );
+    let (_, list) = common::http(
+        "GET",
+        &format!("{}/api/incidents", second.base),
+        &[("authorization", "Bearer crash-viewer-token-0123")],
+        vec![],
+    )
+    .await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["state"], "interrupted", "{list}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+
+    let after = kinds(&data);
+    let count = |k: &str| after.iter().filter(|x| *x == k).count();
+    assert_eq!(count("intent"), 1, "not re-run: {after:?}");
+    assert_eq!(count("execution"), 0, "{after:?}");
+    assert_eq!(count("interrupted"), 1, "{after:?}");
+    assert!(count("notification") >= 1, "escalated: {after:?}");
+
+    let verify = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .args(["--data-dir", "data", "audit", "verify"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
