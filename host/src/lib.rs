@@ -13,6 +13,7 @@ pub mod plugin;
 pub mod policy;
 pub mod registry;
 pub mod replay;
+pub mod review;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -6,6 +6,7 @@ mod plugin_cmd;
 mod policy_cmd;
 mod replay_cmd;
 mod serve_cmd;
+mod supply_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -1,4 +1,5 @@
-//! `runwarden plugin ...`: inspect, list, call and gather.
+//! `runwarden plugin ...`: inspect, list, call and gather (keygen, sign,
+//! verify and diff are in `supply_cmd`).
 
 use super::Cli;
 use anyhow::{Context, bail};
@@ -22,6 +23,37 @@ pub enum PluginCommand {
     },
     /// List the plugins the policies load.
     List,
+    /// Create a publisher's ed25519 key pair.
+    Keygen {
+        #[arg(long)]
+        publisher: String,
+        /// Where the private key is written (it must not exist yet).
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
+    /// Sign a component and its manifest's capability requests.
+    Sign {
+        /// The publisher's private key (from `plugin keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        publisher: String,
+        component: PathBuf,
+        manifest: PathBuf,
+        /// Default: `<component>.sig.json`.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Check a policy's plugin signature against the trusted publishers.
+    Verify { policy: PathBuf },
+    /// What changed between two versions (policies or components) for a
+    /// reviewer; exit status 3 when what the plugin can do grew.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Call one tool through the sandbox.
     Call {
         plugin: String,
@@ -141,6 +173,20 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        PluginCommand::Keygen { publisher, out_dir } => {
+            super::supply_cmd::keygen(publisher, out_dir)
+        }
+        PluginCommand::Sign {
+            key,
+            publisher,
+            component,
+            manifest,
+            out,
+        } => super::supply_cmd::sign(key, publisher, component, manifest, out.as_ref()),
+        PluginCommand::Verify { policy } => super::supply_cmd::verify(policy),
+        PluginCommand::Diff { old, new, json } => {
+            super::supply_cmd::diff(cli, old, new, *json).await
         }
         PluginCommand::List => {
             let (registry, _) = registry(cli).await?;

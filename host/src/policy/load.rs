@@ -26,6 +26,12 @@ pub enum PolicyError {
         field: String,
         reason: String,
     },
+    #[error("{policy}: {source}; refusing to load")]
+    Signature {
+        policy: PathBuf,
+        #[source]
+        source: super::signing::SignatureError,
+    },
     #[error(
         "{policy}: component {component} has sha256 {actual}, but the policy pins {expected}; refusing to load"
     )]
@@ -115,6 +121,17 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
             actual,
         });
     }
+    if let Some(publisher) = &file.plugin.require_publisher {
+        check_signature(
+            path,
+            base,
+            &file,
+            &component_path,
+            &component,
+            &manifest,
+            publisher,
+        )?;
+    }
     let effective = file.grants.effective(&manifest.requests);
     Ok(LoadedPolicy {
         path: path.to_path_buf(),
@@ -124,6 +141,55 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
         component,
         effective,
     })
+}
+
+/// A policy that requires a publisher: the signature beside the component
+/// must verify against the policy directory's trusted publishers.
+fn check_signature(
+    path: &Path,
+    base: &Path,
+    file: &PolicyFile,
+    component_path: &Path,
+    component: &[u8],
+    manifest: &Manifest,
+    publisher: &str,
+) -> Result<super::signing::Verified, PolicyError> {
+    use super::signing::{self, SignatureError, Trust};
+    let fail = |source: SignatureError| PolicyError::Signature {
+        policy: path.to_path_buf(),
+        source,
+    };
+    let trust_path = base.join(signing::TRUST_FILE);
+    let trust = Trust::load(&trust_path).map_err(fail)?;
+    let sig_path = file.plugin.signature.as_ref().map_or_else(
+        || signing::signature_path_for(component_path),
+        |s| base.join(s),
+    );
+    let envelope =
+        std::fs::read(&sig_path).map_err(|_| fail(SignatureError::Missing(sig_path.clone())))?;
+    signing::verify(&envelope, component, manifest, publisher, &trust).map_err(fail)
+}
+
+/// Verifies a policy's signature on its own (`runwarden plugin verify`).
+pub fn verify_policy(path: &Path) -> Result<super::signing::Verified, PolicyError> {
+    let loaded = load_policy(path)?;
+    let Some(publisher) = &loaded.file.plugin.require_publisher else {
+        return Err(PolicyError::Invalid {
+            path: path.to_path_buf(),
+            field: "plugin.require_publisher".into(),
+            reason: "the policy does not require a publisher; nothing to verify".into(),
+        });
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    check_signature(
+        path,
+        base,
+        &loaded.file,
+        &loaded.component_path,
+        &loaded.component,
+        &loaded.manifest,
+        publisher,
+    )
 }
 
 /// The `*.toml` files of a directory, in name order.
@@ -146,8 +212,12 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LoadedPolicy>, Vec<PolicyError>), Pol
             source,
         })?
         .into_iter()
-        // The autonomy policy lives beside the plugin policies.
-        .filter(|p| p.file_name().is_none_or(|n| n != AUTONOMY_FILE))
+        // The autonomy policy and the trusted keys live beside the plugin
+        // policies.
+        .filter(|p| {
+            p.file_name()
+                .is_none_or(|n| n != AUTONOMY_FILE && n != super::signing::TRUST_FILE)
+        })
         .collect();
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
@@ -205,6 +275,8 @@ impl LoadedPolicy {
                     component: PathBuf::new(),
                     sha256: Sha256Hex::of(&component),
                     manifest: PathBuf::new(),
+                    require_publisher: None,
+                    signature: None,
                 },
                 limits: super::Limits::default(),
                 grants: empty.clone(),

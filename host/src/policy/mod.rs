@@ -13,6 +13,7 @@
 //! value is reported by the TOML parser with its file, line, column and field.
 
 pub mod load;
+pub mod signing;
 
 pub use load::{LoadedPolicy, PolicyError, load_dir, load_policy};
 
@@ -72,6 +73,15 @@ pub struct PluginRef {
     pub sha256: Sha256Hex,
     /// Path to the author's manifest, relative to the policy file.
     pub manifest: PathBuf,
+    /// Refuse to load unless the component carries a valid signature by
+    /// this publisher (a key in `trusted-publishers.toml`) over these bytes
+    /// and exactly the manifest's requests.
+    #[serde(default)]
+    pub require_publisher: Option<String>,
+    /// The signature envelope, relative to the policy file (default:
+    /// `<component>.sig.json`).
+    #[serde(default)]
+    pub signature: Option<PathBuf>,
 }
 
 /// The plugin author's manifest: what the plugin is and what it asks for.
