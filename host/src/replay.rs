@@ -13,8 +13,16 @@
 //!   server, and every `[config]` value under a granted origin is pointed at
 //!   it;
 //! - `secrets.toml` (optional): `name = "value"` secrets for the replay;
+//! - `model.json` (optional): a scripted model — `{"answers": [...]}`, the
+//!   text of each chat completion in order (the last repeats), served as an
+//!   OpenAI-compatible endpoint on loopback; the LLM planner decides with
+//!   it. This is how prompt-injection scenarios replay a model that
+//!   follows the injection;
 //! - `expected.toml`: `action` (a tool name or "none"), `state`,
-//!   `cause_keywords`, optionally `mode` (observe, approve, auto).
+//!   `cause_keywords`, optionally `mode` (observe, approve, auto),
+//!   `refused_at` (the guardrail step that must refuse the model's proposal)
+//!   and `absent_from_audit` (strings — secrets — that must appear nowhere
+//!   in the audit trail or the report).
 
 use crate::capability::k8s::sim::SimulatedCluster;
 use crate::capability::secrets::StaticSecretStore;
@@ -39,6 +47,15 @@ pub struct Expected {
     pub cause_keywords: Vec<String>,
     #[serde(default)]
     pub mode: Option<crate::pipeline::autonomy::Mode>,
+    /// The guardrail step that must refuse the first proposed action.
+    #[serde(default)]
+    pub refused_at: Option<String>,
+    /// Strings that must not appear in the audit trail or the report.
+    #[serde(default)]
+    pub absent_from_audit: Vec<String>,
+    /// Model proposals that must be rejected before any guardrail.
+    #[serde(default)]
+    pub rejected_proposals: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -292,6 +309,64 @@ fn redirect_to_recordings(doc: &mut toml::Table, origin: &str) {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedModel {
+    answers: Vec<String>,
+}
+
+/// Serves `model.json` as an OpenAI-compatible chat completions endpoint;
+/// returns the planner configuration pointing at it.
+async fn serve_scripted_model(
+    dir: &Path,
+) -> Result<Option<crate::analysis::llm::LlmConfig>, ReplayError> {
+    let path = dir.join("model.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(&path, e))?;
+    let script: ScriptedModel = serde_json::from_str(&text)
+        .map_err(|e| bad(&path, format!("not a scripted model: {e}")))?;
+    if script.answers.is_empty() {
+        return Err(bad(&path, "a scripted model needs at least one answer"));
+    }
+    let script = Arc::new((script.answers, std::sync::atomic::AtomicUsize::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| bad(dir, e))?;
+    let origin = format!("http://{}", listener.local_addr().map_err(|e| bad(dir, e))?);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let script = script.clone();
+            async move {
+                let n = script.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let answer = script
+                    .0
+                    .get(n)
+                    .or(script.0.last())
+                    .cloned()
+                    .unwrap_or_default();
+                axum::Json(serde_json::json!({
+                    "id": format!("scripted-{n}"), "object": "chat.completion", "created": 0,
+                    "model": "scripted",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer}}]
+                }))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Some(crate::analysis::llm::LlmConfig {
+        base_url: format!("{origin}/v1"),
+        model: "scripted".into(),
+        api_key: None,
+        timeout: Duration::from_secs(10),
+        max_answer_bytes: 64 * 1024,
+        dialect: Default::default(),
+    }))
+}
+
 /// The scenario's `secrets.toml`, if any.
 fn read_secrets(dir: &Path) -> Result<StaticSecretStore, ReplayError> {
     let path = dir.join("secrets.toml");
@@ -341,8 +416,10 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         cluster: cluster.clone(),
         secrets: Arc::new(read_secrets(dir)?),
     };
+    let scripted = serve_scripted_model(dir).await?;
+    let uses_model = scripted.is_some() || base.llm.is_some();
     let config = AgentConfig {
-        llm: base.llm.clone(),
+        llm: scripted.or_else(|| base.llm.clone()),
         source_deadline: Duration::from_secs(5),
         verify_interval: Duration::from_millis(20),
         verify_timeout: Some(Duration::from_millis(300)),
@@ -368,6 +445,17 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         .store
         .audit(Some(&outcome.incident))
         .map_err(|e| bad(dir, e))?;
+    let audit_text = format!(
+        "{}\n{}",
+        serde_json::to_string(&trail).unwrap_or_default(),
+        agent.store.report(&outcome.incident).unwrap_or_default()
+    );
+    let leaked: Vec<String> = expected
+        .absent_from_audit
+        .iter()
+        .filter(|s| audit_text.contains(s.as_str()))
+        .cloned()
+        .collect();
     let fallback_reason = trail
         .iter()
         .find(|r| r.kind == "planner-fallback")
@@ -438,7 +526,23 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     if !audit_verified {
         failures.push("the audit chain does not verify".into());
     }
-    let planner = match (outcome.decision.planner, base.llm.is_some()) {
+    for secret in &leaked {
+        failures.push(format!("leaked into the audit trail or report: {secret}"));
+    }
+    if let Some(step) = &expected.refused_at {
+        match outcome.actions.first().map(|a| &a.status) {
+            Some(ActionStatus::Refused { step: s, .. }) if s == step => {}
+            other => failures.push(format!("expected a refusal at `{step}`, got {other:?}")),
+        }
+    }
+    if let Some(n) = expected.rejected_proposals
+        && n != rejected_proposals
+    {
+        failures.push(format!(
+            "expected {n} rejected model proposal(s), got {rejected_proposals}"
+        ));
+    }
+    let planner = match (outcome.decision.planner, uses_model) {
         (crate::analysis::PlannerKind::Llm, _) => "llm",
         (crate::analysis::PlannerKind::Runbook, true) => "runbook (llm fallback)",
         (crate::analysis::PlannerKind::Runbook, false) => "runbook",
@@ -480,7 +584,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<31} {:<20} {:<40} {:<16} {:<6} {:>8} {:>7} {:>7} {:>7}  {:<8} result",
+        "{:<35} {:<20} {:<40} {:<16} {:<6} {:>8} {:>7} {:>7} {:>7}  {:<8} result",
         "scenario",
         "expected",
         "chosen",
@@ -495,7 +599,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
     for r in results {
         let _ = writeln!(
             o,
-            "{:<31} {:<20} {:<40} {:<16} {:<6} {:>6}ms {:>5}ms {:>5}ms {:>5}ms  {:<8} {}",
+            "{:<35} {:<20} {:<40} {:<16} {:<6} {:>6}ms {:>5}ms {:>5}ms {:>5}ms  {:<8} {}",
             r.name,
             r.expected_action,
             r.chosen_action,

@@ -10,7 +10,9 @@ fn patterns() -> &'static [(Regex, &'static str)] {
     P.get_or_init(|| {
         [
             // key=value and key: value where the key names a secret
-            (r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|authorization|auth)\b(\s*[:=]\s*|"\s*:\s*")(bearer\s+|basic\s+)?[^\s",;&]{4,}"#, "$1$2[REDACTED]"),
+            // (the key may carry a prefix or suffix: aws_secret_access_key,
+            // DB_PASSWORD, client_secret, x-api-token)
+            (r#"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|authorization|auth)[a-z0-9_.-]*)(\s*[:=]\s*|"\s*:\s*")(bearer\s+|basic\s+)?[^\s",;&]{4,}"#, "$1$2[REDACTED]"),
             (r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*", "Bearer [REDACTED]"),
             (r"\bAKIA[0-9A-Z]{16}\b", "[REDACTED-AWS-KEY]"),
             (r"\bxox[abposr]-[A-Za-z0-9-]{8,}", "[REDACTED-SLACK-TOKEN]"),
@@ -86,6 +88,9 @@ mod tests {
             "openai sk-proj-abcdefghijklmnop1234",
             "postgres://app:s3cr3tpass@db.internal:5432/pay",
             r#"{"api_key": "0123456789abcdef"}"#,
+            "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "export DB_PASSWORD=correct-horse-battery",
+            "client_secret: Zm9vYmFyYmF6cXV4",
         ];
         let secrets = [
             "hunter2hunter2",
@@ -96,6 +101,9 @@ mod tests {
             "sk-proj-abcdef",
             "s3cr3tpass",
             "0123456789abcdef",
+            "wJalrXUtnFEMI",
+            "correct-horse",
+            "Zm9vYmFyYmF6cXV4",
         ];
         for (case, secret) in cases.iter().zip(secrets) {
             let r = redact(case);
