@@ -193,3 +193,100 @@ async fn concurrent_faults_do_not_disturb_good_calls() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_host_calls_is_stopped_by_the_deadline() {
+    let w = world();
+    let plugin = hostile(&format!(
+        "{LIMITED}[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\"]\n"
+    ));
+    let called = plugin
+        .execute(&w.services, &call("k8s_flood", json!({})))
+        .await;
+    assert!(
+        matches!(
+            called.result,
+            Err(CallError::Fault(PluginFault::Timeout { .. }))
+        ),
+        "{:?}",
+        called.result
+    );
+    let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
+    assert!(next.result.is_ok(), "the host serves the next call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_component_bytes_refuse_to_load_with_a_reason() {
+    let f = fixture(
+        "k8s_remediation",
+        "remediation-tool",
+        "[requests.log]\n",
+        "[grants.log]\n",
+    );
+    let junk = f.dir.path().join("junk.wasm");
+    // A wasm header followed by garbage, pinned correctly: the pin is not
+    // what stops it, validation is.
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(&junk, &bytes).unwrap();
+    let text = std::fs::read_to_string(&f.policy_path)
+        .unwrap()
+        .replace(
+            &format!("{:?}", wasm("k8s_remediation").display().to_string()),
+            &format!("{:?}", junk.display().to_string()),
+        )
+        .lines()
+        .map(|l| {
+            if l.starts_with("sha256") {
+                format!("sha256 = \"{}\"", runwarden::policy::Sha256Hex::of(&bytes))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&f.policy_path, text).unwrap();
+    let err = f.load().err();
+    assert!(
+        matches!(&err, Some(LoadError::Compile { reason, .. }) if !reason.is_empty()),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_an_ungranted_host_is_not_followed() {
+    let w = world();
+    let target = serve("secret metadata").await;
+    let location = format!("http://127.0.0.1:{}/latest/meta-data", target.port);
+    let app = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location)],
+                "",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\n"
+    ));
+    let called = plugin
+        .execute(
+            &w.services,
+            &call(
+                "http_get",
+                json!({"url": format!("http://127.0.0.1:{port}/")}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        called.result.map(|o| o.summary).ok().as_deref(),
+        Some("status 302 (0 bytes)"),
+        "the guest sees the redirect; the host does not follow it"
+    );
+    assert_eq!(target.hits(), 0, "the ungranted target was never contacted");
+}

@@ -334,7 +334,7 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
         .model(config.model.clone())
         .messages(messages)
         .temperature(0.0)
-        .max_completion_tokens(1024u32)
+        .max_completion_tokens(512u32)
         .response_format(ResponseFormat::JsonSchema {
             json_schema: ResponseFormatJsonSchema {
                 description: Some("runwarden decision".into()),
@@ -383,14 +383,14 @@ mod tests {
 
     #[test]
     fn the_llama_cpp_dialect_asks_for_a_json_object_with_the_schema_and_max_tokens() {
-        let request = serde_json::json!({"model": "m", "max_completion_tokens": 1024,
+        let request = serde_json::json!({"model": "m", "max_completion_tokens": 512,
             "response_format": {"type": "json_schema"}});
         let openai = in_dialect(request.clone(), Dialect::OpenAi);
         assert_eq!(openai, request);
         let llama = in_dialect(request, Dialect::LlamaCpp);
         assert_eq!(llama["response_format"]["type"], "json_object");
         assert_eq!(llama["response_format"]["schema"], answer_schema());
-        assert_eq!(llama["max_tokens"], 1024);
+        assert_eq!(llama["max_tokens"], 512);
         assert!("llama-cpp".parse::<Dialect>().is_ok());
         assert!("llamacpp".parse::<Dialect>().is_err());
     }

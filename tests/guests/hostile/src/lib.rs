@@ -30,6 +30,7 @@ impl ToolGuest for Hostile {
             "k8s_delete_pods",
             "secret_get",
             "log_flood",
+            "k8s_flood",
             "ok",
         ]
         .iter()
@@ -104,6 +105,15 @@ impl ToolGuest for Hostile {
                     runwarden_sdk::log_info(&format!("flood {i}"), &[]);
                 }
                 "flooded".into()
+            }
+            "k8s_flood" => {
+                // Host calls as fast as the guest can make them, forever.
+                let mut denied = 0u64;
+                loop {
+                    if k8s::list_pods("kube-system", None).is_err() {
+                        denied = std::hint::black_box(denied + 1);
+                    }
+                }
             }
             "ok" => "fine".into(),
             other => return Err(Error::InvalidInput(format!("unknown tool {other}"))),
