@@ -39,7 +39,7 @@ start() {
   port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   log=$home/server.log
   "$venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx 8192 --n_threads 2 --chat_format gemma >"$log" 2>&1 &
+    --n_ctx 8192 --n_threads 2 >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
     if curl -fsS "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1; then
