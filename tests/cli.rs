@@ -115,3 +115,35 @@ fn invalid_arguments_are_rejected_before_anything_runs() {
         "{out}"
     );
 }
+
+#[test]
+fn bench_runs_every_comparison_and_reports_ratios() {
+    let (ok, out) = runwarden(&[
+        "bench",
+        "--rounds",
+        "1",
+        "--per-round",
+        "2",
+        "--cold-rounds",
+        "1",
+        "--idle-plugins",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 11, "{out}");
+    let arm = |name: &str| {
+        rows.iter()
+            .find(|r| r["arm"].as_str().is_some_and(|a| a.starts_with(name)))
+            .unwrap_or_else(|| panic!("no arm {name}: {out}"))
+    };
+    assert!(
+        arm("runwarden + audit (no fsync)")["ratio"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(arm("native Rust")["median_us"].as_f64().unwrap() > 0.0);
+    assert!(arm("process RSS")["met"].is_boolean());
+}

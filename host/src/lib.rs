@@ -3,6 +3,7 @@
 //! allows. See `ARCHITECTURE.md` for the parts and how an alert flows.
 
 pub mod analysis;
+pub mod bench;
 pub mod bindings;
 pub mod capability;
 pub mod incident;

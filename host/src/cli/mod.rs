@@ -1,5 +1,6 @@
 //! Subcommands. Each prints for a person by default and JSON with `--json`.
 
+mod bench_cmd;
 mod demo;
 mod incident_cmd;
 mod plugin_cmd;
@@ -82,6 +83,8 @@ enum Command {
     },
     /// Receive alert webhooks and run incidents; serve the API.
     Serve(serve_cmd::ServeArgs),
+    /// The benchmarks of BENCHMARKS.md, as ratios measured in one run.
+    Bench(bench_cmd::BenchArgs),
     /// Check the audit trail's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -128,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo => demo::run(&cli).await,
         Command::Replay { dirs, json } => replay_cmd::run(&cli, dirs, *json).await,
         Command::Serve(args) => serve_cmd::run(&cli, args).await,
+        Command::Bench(args) => bench_cmd::run(&cli, args).await,
         Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),

@@ -1,0 +1,56 @@
+//! `runwarden bench`: the benchmarks of BENCHMARKS.md in one run.
+
+use super::Cli;
+use runwarden::bench::{self, Row};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Interleaved rounds per comparison.
+    #[arg(long, default_value_t = 40)]
+    rounds: usize,
+    /// Calls per arm per round.
+    #[arg(long, default_value_t = 25)]
+    per_round: usize,
+    /// Cold/warm start pairs.
+    #[arg(long, default_value_t = 3)]
+    cold_rounds: usize,
+    /// Plugins held for the idle-memory benchmark.
+    #[arg(long, default_value_t = 20)]
+    idle_plugins: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let cache = cli.cache();
+    let setup = bench::toolcall::setup(&cli.policies, &cache).map_err(anyhow::Error::msg)?;
+    let mut rows: Vec<Row> = Vec::new();
+    // Warm up: compile caches, page in the code.
+    bench::toolcall::tool_call(&setup, 2, 10)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    rows.extend(
+        bench::toolcall::tool_call(&setup, args.rounds, args.per_round)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
+    rows.extend(
+        bench::toolcall::instantiation(&setup, args.rounds, args.per_round)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
+    rows.extend(
+        bench::startup::cold_start(&cli.policies, args.cold_rounds).map_err(anyhow::Error::msg)?,
+    );
+    rows.extend(
+        bench::startup::idle_memory(&cli.policies, &cache, args.idle_plugins)
+            .map_err(anyhow::Error::msg)?,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", bench::render(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
