@@ -5,6 +5,7 @@
 //! one comparison run interleaved (round-robin, many rounds), and the table
 //! reports medians, p99 and the ratio to the baseline arm.
 
+pub mod pipeline;
 pub mod startup;
 pub mod toolcall;
 

@@ -15,6 +15,9 @@ pub struct BenchArgs {
     /// Cold/warm start pairs.
     #[arg(long, default_value_t = 3)]
     cold_rounds: usize,
+    /// Context sources gathered at once in the fan-out benchmark.
+    #[arg(long, default_value_t = 8)]
+    fan_out_sources: usize,
     /// Plugins held for the idle-memory benchmark.
     #[arg(long, default_value_t = 20)]
     idle_plugins: usize,
@@ -37,6 +40,28 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     );
     rows.extend(
         bench::toolcall::instantiation(&setup, args.rounds, args.per_round)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
+    rows.extend(
+        bench::pipeline::fan_out(
+            &cli.policies,
+            &cache,
+            args.fan_out_sources,
+            std::time::Duration::from_millis(50),
+            args.rounds.min(20),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?,
+    );
+    let base = runwarden::replay::ReplayBase {
+        policies: &cli.policies,
+        runbooks: &cli.runbooks,
+        cache: &cache,
+        llm: None,
+    };
+    rows.extend(
+        bench::pipeline::alert_to_decision(std::path::Path::new("scenarios"), &base)
             .await
             .map_err(anyhow::Error::msg)?,
     );
