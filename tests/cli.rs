@@ -130,12 +130,16 @@ fn bench_runs_every_comparison_and_reports_ratios() {
         "1",
         "--fan-out-sources",
         "2",
+        "--intake-requests",
+        "4",
+        "--storm",
+        "1000",
         "--json",
     ]);
     assert!(ok, "{out}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 14, "{out}");
+    assert_eq!(rows.len(), 17, "{out}");
     let arm = |name: &str| {
         rows.iter()
             .find(|r| r["arm"].as_str().is_some_and(|a| a.starts_with(name)))
@@ -148,4 +152,5 @@ fn bench_runs_every_comparison_and_reports_ratios() {
     );
     assert!(arm("native Rust")["median_us"].as_f64().unwrap() > 0.0);
     assert!(arm("process RSS")["met"].is_boolean());
+    assert_eq!(arm("storm of")["met"], true, "no alert lost: {out}");
 }

@@ -5,6 +5,7 @@
 //! one comparison run interleaved (round-robin, many rounds), and the table
 //! reports medians, p99 and the ratio to the baseline arm.
 
+pub mod intake;
 pub mod pipeline;
 pub mod startup;
 pub mod toolcall;
@@ -102,6 +103,7 @@ pub fn render(rows: &[Row]) -> String {
         let target = match (&r.target, r.met) {
             (Some(t), Some(true)) => format!("{t} (met)"),
             (Some(t), Some(false)) => format!("{t} (MISSED)"),
+            (Some(t), None) => t.clone(),
             _ => String::new(),
         };
         let _ = writeln!(

@@ -18,6 +18,19 @@ pub struct BenchArgs {
     /// Context sources gathered at once in the fan-out benchmark.
     #[arg(long, default_value_t = 8)]
     fan_out_sources: usize,
+    /// Intake: requests per arm and run, alerts per request, connections.
+    #[arg(long, default_value_t = 300)]
+    intake_requests: usize,
+    #[arg(long, default_value_t = 100)]
+    intake_batch: usize,
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Alerts in the intake storm.
+    #[arg(long, default_value_t = 100_000)]
+    storm: usize,
+    /// Skip the intake benchmark (it needs Debian's prometheus-alertmanager).
+    #[arg(long)]
+    no_intake: bool,
     /// Plugins held for the idle-memory benchmark.
     #[arg(long, default_value_t = 20)]
     idle_plugins: usize,
@@ -65,6 +78,22 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(anyhow::Error::msg)?,
     );
+    if !args.no_intake {
+        let agent = std::sync::Arc::new(
+            cli.open_agent(runwarden::pipeline::AgentConfig::default())
+                .await?,
+        );
+        let load = bench::intake::Load {
+            connections: args.connections,
+            requests: args.intake_requests,
+            batch: args.intake_batch,
+        };
+        rows.extend(
+            bench::intake::intake(agent, &load, args.storm)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
     rows.extend(
         bench::startup::cold_start(&cli.policies, args.cold_rounds).map_err(anyhow::Error::msg)?,
     );

@@ -189,6 +189,14 @@ impl WebhookAuth {
         }
     }
 
+    /// Accepts requests without credentials (local use, benchmarks).
+    pub fn unauthenticated() -> Self {
+        WebhookAuth {
+            allow_unauthenticated: true,
+            ..WebhookAuth::default()
+        }
+    }
+
     /// PagerDuty: bodies signed with this secret.
     pub fn signed(secret: &str) -> Self {
         WebhookAuth {
