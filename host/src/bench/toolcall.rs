@@ -248,31 +248,51 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
         store: Some(audit_store(&nosync_dir, false)?),
         flip: Flip(false),
     };
-    let mut bare = Bare::new(
-        &setup.plugin.policy.component,
-        &setup.services,
-        false,
-        false,
-    )?;
+    let mut no_audit = Runwarden {
+        setup,
+        store: None,
+        flip: Flip(false),
+    };
+    let wasm = &setup.plugin.policy.component;
+    let mut bare = Bare::new(wasm, &setup.services, true, false)?;
+    let mut bare_default = Bare::new(wasm, &setup.services, false, false)?;
     let mut native = Native {
         cluster: setup.cluster.clone(),
         flip: Flip(false),
     };
-    let [a, b, c, d] = interleave(
+    let [a, b, c, d, e, f] = interleave(
         rounds,
         per_round,
-        [&mut without_fsync, &mut with_fsync, &mut bare, &mut native],
+        [
+            &mut without_fsync,
+            &mut with_fsync,
+            &mut bare,
+            &mut native,
+            &mut no_audit,
+            &mut bare_default,
+        ],
     )
     .await?;
     let bench = "1 tool call";
-    let bare_row = Row::new(bench, "bare wasmtime (InstancePre)", &c);
+    // The baseline uses the allocator runwarden uses (pooling, InstancePre):
+    // the stricter comparison.
+    let bare_row = Row::new(bench, "bare wasmtime (pooling, pre)", &c);
     let nosync = Row::new(bench, "runwarden + audit (no fsync)", &a).against(&bare_row);
     let met_ratio = nosync.ratio.is_some_and(|r| r <= 1.5);
     let met_abs = nosync.median_us <= 25.0;
     let nosync = nosync.target("<= 1.5x bare and <= 25us", met_ratio && met_abs);
     let fsync = Row::new(bench, "runwarden + audit (fsync)", &b).against(&bare_row);
     let native = Row::new(bench, "native Rust (same sim calls)", &d).against(&bare_row);
-    Ok(vec![nosync, fsync, bare_row, native])
+    let no_audit = Row::new(bench, "runwarden, no audit", &e).against(&bare_row);
+    let bare_default = Row::new(bench, "bare wasmtime (defaults, pre)", &f).against(&bare_row);
+    Ok(vec![
+        nosync,
+        fsync,
+        no_audit,
+        bare_row,
+        bare_default,
+        native,
+    ])
 }
 
 /// Benchmark 2: pooling vs on-demand, `InstancePre` vs the component.

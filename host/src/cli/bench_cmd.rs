@@ -40,8 +40,14 @@ pub struct BenchArgs {
 
 pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let cache = cli.cache();
-    let setup = bench::toolcall::setup(&cli.policies, &cache).map_err(anyhow::Error::msg)?;
     let mut rows: Vec<Row> = Vec::new();
+    // First, while the process holds nothing else: resident memory of idle
+    // plugins.
+    rows.extend(
+        bench::startup::idle_memory(&cli.policies, &cache, args.idle_plugins)
+            .map_err(anyhow::Error::msg)?,
+    );
+    let setup = bench::toolcall::setup(&cli.policies, &cache).map_err(anyhow::Error::msg)?;
     // Warm up: compile caches, page in the code.
     bench::toolcall::tool_call(&setup, 2, 10)
         .await
@@ -96,10 +102,6 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     rows.extend(
         bench::startup::cold_start(&cli.policies, args.cold_rounds).map_err(anyhow::Error::msg)?,
-    );
-    rows.extend(
-        bench::startup::idle_memory(&cli.policies, &cache, args.idle_plugins)
-            .map_err(anyhow::Error::msg)?,
     );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

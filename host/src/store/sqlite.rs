@@ -197,22 +197,20 @@ impl Store for SqliteStore {
         let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Cached statements: an append is on every action's path.
         let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (seq, prev_hash) = match last {
             Some((s, h)) => (u64::try_from(s).unwrap_or(0) + 1, h),
             None => (1, GENESIS.to_string()),
         };
         let hash = record_hash(seq, &at_text, incident, kind, &body_text, &prev_hash);
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![i64::try_from(seq).unwrap_or(i64::MAX), at_text, incident, kind, body_text, prev_hash, hash],
-        )?;
+        )?
+        .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), at_text, incident, kind, body_text, prev_hash, hash])?;
         tx.commit()?;
         Ok(AuditRecord {
             seq,
