@@ -118,9 +118,14 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
         })
         .count();
     assert!(answered > 0, "the model answered no scenario in time");
-    let by_model = results.iter().filter(|r| r.planner == "llm").count();
+    // Injection scenarios script their own model (`model.json`).
+    let real: Vec<_> = results
+        .iter()
+        .filter(|r| r.decided_by != "llm scripted")
+        .collect();
+    let by_model = real.iter().filter(|r| r.planner == "llm").count();
     println!(
-        "{by_model} of {} scenarios decided by the model, the rest by the runbook fallback",
-        results.len()
+        "{by_model} of {} scenarios decided by the real model, the rest by the runbook fallback",
+        real.len()
     );
 }
