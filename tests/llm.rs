@@ -68,6 +68,17 @@ async fn model_says(answer: &str) -> TestServer {
     serve_with(move |_| body.clone()).await
 }
 
+/// The first audit record of `kind` for the incident.
+fn record(agent: &Agent, id: &str, kind: &str) -> runwarden::store::AuditRecord {
+    agent
+        .store
+        .audit(Some(id))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} record"))
+}
+
 fn kinds(agent: &Agent, id: &str) -> Vec<String> {
     agent
         .store
@@ -125,13 +136,7 @@ async fn a_hypothesis_that_states_no_cause_falls_back_to_the_runbook() {
     let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
     let out = agent.handle(&[alert()]).await.unwrap();
     assert_eq!(out.decision.planner, PlannerKind::Runbook);
-    let fallback = agent
-        .store
-        .audit(Some(&out.incident))
-        .unwrap()
-        .into_iter()
-        .find(|r| r.kind == "planner-fallback")
-        .expect("fallback audited");
+    let fallback = record(&agent, &out.incident, "planner-fallback");
     assert!(
         fallback.body["reason"]
             .as_str()
@@ -169,13 +174,7 @@ async fn hallucinated_tools_are_rejected_and_recorded() {
     let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
     let out = agent.handle(&[alert()]).await.unwrap();
     assert!(out.actions.is_empty());
-    let answer = agent
-        .store
-        .audit(Some(&out.incident))
-        .unwrap()
-        .into_iter()
-        .find(|r| r.kind == "model-answer")
-        .unwrap();
+    let answer = record(&agent, &out.incident, "model-answer");
     assert!(
         answer.body["rejected"]
             .to_string()
@@ -217,13 +216,7 @@ async fn an_unreachable_model_falls_back_to_the_runbook_planner() {
     let agent = llm_agent(&s, format!("http://127.0.0.1:{port}/v1"));
     let out = agent.handle(&[alert()]).await.unwrap();
     assert_eq!(out.decision.planner, PlannerKind::Runbook);
-    let fallback = agent
-        .store
-        .audit(Some(&out.incident))
-        .unwrap()
-        .into_iter()
-        .find(|r| r.kind == "planner-fallback")
-        .unwrap();
+    let fallback = record(&agent, &out.incident, "planner-fallback");
     assert!(
         fallback.body["reason"]
             .as_str()

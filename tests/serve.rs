@@ -43,6 +43,12 @@ const VIEWER: (&str, &str) = ("authorization", "Bearer viewer-token-123");
 const APPROVER: (&str, &str) = ("authorization", "Bearer approver-token-123");
 const ADMIN: (&str, &str) = ("authorization", "Bearer admin-token-123");
 
+/// `GET /api/intake` as a viewer.
+async fn intake_counters(base: &str) -> serde_json::Value {
+    let (_, body) = http("GET", &format!("{base}/api/intake"), &[VIEWER], vec![]).await;
+    serde_json::from_str(&body).unwrap()
+}
+
 async fn wait_for_state(base: &str, want: &str) -> serde_json::Value {
     for _ in 0..100 {
         let (_, body) = http("GET", &format!("{base}/api/incidents"), &[VIEWER], vec![]).await;
@@ -354,8 +360,7 @@ async fn webhooks_need_their_sources_credential() {
     )
     .await;
     assert_eq!(status, 202);
-    let (_, counters) = http("GET", &format!("{base}/api/intake"), &[VIEWER], vec![]).await;
-    let counters: serde_json::Value = serde_json::from_str(&counters).unwrap();
+    let counters = intake_counters(&base).await;
     assert_eq!(counters["alertmanager"]["unauthorized"], 2, "{counters}");
     assert_eq!(counters["alertmanager"]["accepted"], 1, "{counters}");
     assert_eq!(counters["opsgenie"]["unauthorized"], 1, "{counters}");
@@ -388,8 +393,7 @@ async fn a_flood_is_shed_with_429_and_accepted_alerts_are_kept() {
         statuses.push(status);
     }
     assert_eq!(statuses, [202, 202, 202, 429, 429, 429]);
-    let (_, counters) = http("GET", &format!("{base}/api/intake"), &[VIEWER], vec![]).await;
-    let counters: serde_json::Value = serde_json::from_str(&counters).unwrap();
+    let counters = intake_counters(&base).await;
     assert_eq!(counters["alertmanager"]["shed"], 3, "{counters}");
     assert_eq!(counters["alertmanager"]["alerts"], 3, "{counters}");
     assert_eq!(

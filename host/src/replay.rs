@@ -192,10 +192,6 @@ async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
         answers.push(answer);
     }
     let answers = Arc::new(answers);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| bad(dir, e))?;
-    let origin = format!("http://{}", listener.local_addr().map_err(|e| bad(dir, e))?);
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let answers = answers.clone();
         async move {
@@ -221,8 +217,9 @@ async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
             }
         }
     });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(origin)
+    crate::server::spawn_on_loopback(app)
+        .await
+        .map_err(|e| bad(dir, e))
 }
 
 /// Copies the policy directory, pointing sources with recordings at their
@@ -331,10 +328,6 @@ async fn serve_scripted_model(
         return Err(bad(&path, "a scripted model needs at least one answer"));
     }
     let script = Arc::new((script.answers, std::sync::atomic::AtomicUsize::new(0)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| bad(dir, e))?;
-    let origin = format!("http://{}", listener.local_addr().map_err(|e| bad(dir, e))?);
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         axum::routing::post(move || {
@@ -356,7 +349,9 @@ async fn serve_scripted_model(
             }
         }),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let origin = crate::server::spawn_on_loopback(app)
+        .await
+        .map_err(|e| bad(dir, e))?;
     Ok(Some(crate::analysis::llm::LlmConfig {
         base_url: format!("{origin}/v1"),
         model: "scripted".into(),

@@ -180,12 +180,13 @@ async fn start_runwarden(
             flush_every: Duration::from_secs(3600),
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let origin = crate::server::spawn_on_loopback(server.router())
         .await
         .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let s = server.clone();
-    tokio::spawn(async move { axum::serve(listener, s.router()).await });
+    let addr = origin
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("{origin}: {e}"))?;
     Ok((server, addr))
 }
 

@@ -10,8 +10,22 @@ pub mod pipeline;
 pub mod startup;
 pub mod toolcall;
 
+use crate::capability::k8s::sim::SimulatedCluster;
+use crate::capability::secrets::StaticSecretStore;
+use crate::sandbox::state::HostServices;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The demo's simulated cluster and no secrets: what every benchmark runs on.
+pub fn sim_services() -> (Arc<SimulatedCluster>, HostServices) {
+    let cluster = Arc::new(SimulatedCluster::demo());
+    let services = HostServices {
+        cluster: cluster.clone(),
+        secrets: Arc::new(StaticSecretStore::default()),
+    };
+    (cluster, services)
+}
 
 /// Per-call samples of one arm.
 #[derive(Debug, Clone, Default)]

@@ -2,13 +2,9 @@
 //! source, and alert-to-decision time on the shipped scenarios.
 
 use super::{Row, Samples};
-use crate::capability::k8s::sim::SimulatedCluster;
-use crate::capability::secrets::StaticSecretStore;
 use crate::registry::Registry;
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::state::HostServices;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A Prometheus stand-in on loopback answering every query after `delay`.
@@ -23,15 +19,9 @@ async fn slow_prometheus(delay: Duration) -> Result<String, String> {
             body
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    crate::server::spawn_on_loopback(app)
         .await
-        .map_err(|e| e.to_string())?;
-    let origin = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(origin)
+        .map_err(|e| e.to_string())
 }
 
 /// Benchmark 5: `sources` copies of the prometheus source, each answered
@@ -96,10 +86,7 @@ pub async fn fan_out(
         )
         .map_err(|e| e.to_string())?;
     }
-    let services = HostServices {
-        cluster: Arc::new(SimulatedCluster::demo()),
-        secrets: Arc::new(StaticSecretStore::default()),
-    };
+    let (_, services) = super::sim_services();
     let engine = crate::sandbox::new_engine().map_err(|e| e.to_string())?;
     let (registry, problems) =
         Registry::load(engine, cache, dir.path(), services).map_err(|e| e.to_string())?;

@@ -2,20 +2,14 @@
 //! resident memory of many loaded, idle plugins.
 
 use super::Row;
-use crate::capability::k8s::sim::SimulatedCluster;
-use crate::capability::secrets::StaticSecretStore;
 use crate::registry::Registry;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::state::HostServices;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn services() -> HostServices {
-    HostServices {
-        cluster: Arc::new(SimulatedCluster::demo()),
-        secrets: Arc::new(StaticSecretStore::default()),
-    }
+    super::sim_services().1
 }
 
 fn load_all(policies: &Path, cache: &CompileCache) -> Result<(Duration, usize), String> {

@@ -17,8 +17,7 @@ use super::{ArmRunner, Row, interleave};
 use crate::bindings::tool::{RemediationTool, RemediationToolPre};
 use crate::bindings::types::ToolCall;
 use crate::capability::k8s::sim::SimulatedCluster;
-use crate::capability::k8s::{ClusterBackend, K8sGrant};
-use crate::capability::secrets::StaticSecretStore;
+use crate::capability::k8s::{ClusterBackend, K8sGrant, Namespace};
 use crate::capability::{CallMode, Grants};
 use crate::plugin::{Plugin, granted_linker};
 use crate::sandbox::state::{HostServices, PluginState};
@@ -44,11 +43,7 @@ pub fn setup(
     let policy = crate::policy::load_policy(&policies.join("k8s-remediation.toml"))
         .map_err(|e| e.to_string())?;
     let plugin = crate::plugin::load(&engine, cache, policy).map_err(|e| e.to_string())?;
-    let cluster = Arc::new(SimulatedCluster::demo());
-    let services = HostServices {
-        cluster: cluster.clone(),
-        secrets: Arc::new(StaticSecretStore::default()),
-    };
+    let (cluster, services) = super::sim_services();
     Ok(Setup {
         plugin,
         services,
@@ -150,10 +145,9 @@ impl Bare {
 fn permissive() -> Grants {
     Grants {
         k8s: Some(K8sGrant {
-            namespaces: vec![
-                serde_json::from_value(serde_json::json!("payments"))
-                    .unwrap_or_else(|_| unreachable!("a valid namespace")),
-            ],
+            namespaces: Namespace::try_from("payments".to_string())
+                .into_iter()
+                .collect(),
             operations: vec![
                 crate::capability::k8s::Operation::Read,
                 crate::capability::k8s::Operation::Scale,

@@ -51,7 +51,11 @@ impl Agent {
     /// Marks every incident with an unfinished action `interrupted`,
     /// audits it and escalates. Returns the incidents marked.
     pub async fn recover_interrupted(&self) -> Result<Vec<String>, StoreError> {
-        let trail = self.store.audit(None)?;
+        // Only the records that settle an intent: start-up must not read
+        // the whole history.
+        let trail = self
+            .store
+            .audit_of_kinds(&["intent", "execution", "interrupted"])?;
         let mut marked = Vec::new();
         for action in unfinished_actions(&trail) {
             let mut incident = self.store.incident(&action.incident)?;

@@ -54,6 +54,8 @@ pub struct LoadedPolicy {
     pub component: Vec<u8>,
     /// What the plugin may actually use: requested AND granted.
     pub effective: Grants,
+    /// The publisher whose signature was verified, when the policy requires one.
+    pub signed_by: Option<super::signing::Verified>,
 }
 
 impl LoadedPolicy {
@@ -121,8 +123,8 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
             actual,
         });
     }
-    if let Some(publisher) = &file.plugin.require_publisher {
-        check_signature(
+    let signed_by = match &file.plugin.require_publisher {
+        Some(publisher) => Some(check_signature(
             path,
             base,
             &file,
@@ -130,8 +132,9 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
             &component,
             &manifest,
             publisher,
-        )?;
-    }
+        )?),
+        None => None,
+    };
     let effective = file.grants.effective(&manifest.requests);
     Ok(LoadedPolicy {
         path: path.to_path_buf(),
@@ -140,6 +143,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
         component_path,
         component,
         effective,
+        signed_by,
     })
 }
 
@@ -170,26 +174,16 @@ fn check_signature(
     signing::verify(&envelope, component, manifest, publisher, &trust).map_err(fail)
 }
 
-/// Verifies a policy's signature on its own (`runwarden plugin verify`).
+/// Verifies a policy's signature on its own (`runwarden plugin verify`):
+/// loading checks it; this says who signed.
 pub fn verify_policy(path: &Path) -> Result<super::signing::Verified, PolicyError> {
-    let loaded = load_policy(path)?;
-    let Some(publisher) = &loaded.file.plugin.require_publisher else {
-        return Err(PolicyError::Invalid {
+    load_policy(path)?
+        .signed_by
+        .ok_or_else(|| PolicyError::Invalid {
             path: path.to_path_buf(),
             field: "plugin.require_publisher".into(),
             reason: "the policy does not require a publisher; nothing to verify".into(),
-        });
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    check_signature(
-        path,
-        base,
-        &loaded.file,
-        &loaded.component_path,
-        &loaded.component,
-        &loaded.manifest,
-        publisher,
-    )
+        })
 }
 
 /// The `*.toml` files of a directory, in name order.
@@ -293,6 +287,7 @@ impl LoadedPolicy {
             component_path: PathBuf::new(),
             component,
             effective: empty,
+            signed_by: None,
         }
     }
 }

@@ -101,6 +101,16 @@ fn now_ms() -> i64 {
     crate::pipeline::now_ms()
 }
 
+/// Serves `app` in the background on an ephemeral loopback port and returns
+/// its origin (`http://127.0.0.1:PORT`): recorded answers and scripted models
+/// for replays, stand-ins and servers under test for benchmarks.
+pub async fn spawn_on_loopback(app: Router) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let origin = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(origin)
+}
+
 impl Server {
     pub fn new(agent: Arc<Agent>, config: ServeConfig) -> Arc<Self> {
         Arc::new(Server {

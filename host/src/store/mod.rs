@@ -102,6 +102,8 @@ pub trait Store: Send + Sync {
         body: &serde_json::Value,
     ) -> Result<AuditRecord, StoreError>;
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Only records of these kinds, across all incidents, in order.
+    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError>;
     fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
 
     fn put_approval(&self, approval: &Approval) -> Result<(), StoreError>;

@@ -81,6 +81,46 @@ impl SqliteStore {
 
     /// Test helper: run raw SQL (to simulate tampering).
     #[doc(hidden)]
+    /// Audit records matching `condition` (one `?1` parameter), in order.
+    fn audit_where(
+        &self,
+        condition: &str,
+        param: &dyn rusqlite::ToSql,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit WHERE {condition} ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([param], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, incident, kind, body, prev_hash, hash) = row?;
+            out.push(AuditRecord {
+                seq: u64::try_from(seq).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                at: chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .with_timezone(&chrono::Utc),
+                incident,
+                kind,
+                body: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("audit record {seq}: {e}")))?,
+                prev_hash,
+                hash,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
         self.conn()?.execute_batch(sql)?;
         Ok(())
@@ -224,38 +264,12 @@ impl Store for SqliteStore {
     }
 
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit WHERE ?1 IS NULL OR incident = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![incident], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at, incident, kind, body, prev_hash, hash) = row?;
-            out.push(AuditRecord {
-                seq: u64::try_from(seq).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                at: chrono::DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                    .with_timezone(&chrono::Utc),
-                incident,
-                kind,
-                body: serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("audit record {seq}: {e}")))?,
-                prev_hash,
-                hash,
-            });
-        }
-        Ok(out)
+        self.audit_where("?1 IS NULL OR incident = ?1", &incident)
+    }
+
+    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
+        let kinds = serde_json::to_string(kinds).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.audit_where("kind IN (SELECT value FROM json_each(?1))", &kinds)
     }
 
     fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
@@ -368,6 +382,16 @@ mod tests {
                 .expect("append");
         }
         s
+    }
+
+    #[test]
+    fn records_can_be_read_by_kind() {
+        let s = store_with_chain();
+        s.append_audit(Some("INC-2"), "intent", &json!({})).expect("append");
+        let only = s.audit_of_kinds(&["intent", "execution"]).expect("read");
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].incident.as_deref(), Some("INC-2"));
+        assert_eq!(s.audit_of_kinds(&["step"]).expect("read").len(), 5);
     }
 
     #[test]
