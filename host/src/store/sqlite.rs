@@ -387,7 +387,8 @@ mod tests {
     #[test]
     fn records_can_be_read_by_kind() {
         let s = store_with_chain();
-        s.append_audit(Some("INC-2"), "intent", &json!({})).expect("append");
+        s.append_audit(Some("INC-2"), "intent", &json!({}))
+            .expect("append");
         let only = s.audit_of_kinds(&["intent", "execution"]).expect("read");
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].incident.as_deref(), Some("INC-2"));
