@@ -139,7 +139,7 @@ fn bench_runs_every_comparison_and_reports_ratios() {
     assert!(ok, "{out}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 19, "{out}");
+    assert_eq!(rows.len(), 20, "{out}");
     let arm = |name: &str| {
         rows.iter()
             .find(|r| r["arm"].as_str().is_some_and(|a| a.starts_with(name)))

@@ -95,6 +95,26 @@ impl ArmRunner for Runwarden<'_> {
     }
 }
 
+/// The audit append alone, as the runwarden arm makes it: shows what the
+/// append costs on its own next to what it adds to a call.
+struct AuditOnly {
+    store: SqliteStore,
+}
+
+#[async_trait::async_trait]
+impl ArmRunner for AuditOnly {
+    async fn once(&mut self) -> Result<(), String> {
+        self.store
+            .append_audit(
+                Some("INC-BENCH"),
+                "execution",
+                &serde_json::json!({"summary": "scaled deployment payments/payment-api to 4 replicas"}),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
 /// A plain engine and linker with the plugin's host functions.
 pub struct Bare {
     engine: Engine,
@@ -228,8 +248,12 @@ fn audit_store(dir: &Path, fsync: bool) -> Result<SqliteStore, String> {
 /// Benchmark 1: one tool call end to end, four arms.
 pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result<Vec<Row>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (fsync_dir, nosync_dir) = (dir.path().join("fsync"), dir.path().join("nosync"));
-    for d in [&fsync_dir, &nosync_dir] {
+    let (fsync_dir, nosync_dir, alone_dir) = (
+        dir.path().join("fsync"),
+        dir.path().join("nosync"),
+        dir.path().join("alone"),
+    );
+    for d in [&fsync_dir, &nosync_dir, &alone_dir] {
         std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
     }
     let mut with_fsync = Runwarden {
@@ -247,6 +271,9 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
         store: None,
         flip: Flip(false),
     };
+    let mut audit_only = AuditOnly {
+        store: audit_store(&alone_dir, false)?,
+    };
     let wasm = &setup.plugin.policy.component;
     let mut bare = Bare::new(wasm, &setup.services, true, false)?;
     let mut bare_default = Bare::new(wasm, &setup.services, false, false)?;
@@ -254,7 +281,7 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
         cluster: setup.cluster.clone(),
         flip: Flip(false),
     };
-    let [a, b, c, d, e, f] = interleave(
+    let [a, b, c, d, e, f, g] = interleave(
         rounds,
         per_round,
         [
@@ -264,6 +291,7 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
             &mut native,
             &mut no_audit,
             &mut bare_default,
+            &mut audit_only,
         ],
     )
     .await?;
@@ -279,6 +307,7 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
     let native = Row::new(bench, "native Rust (same sim calls)", &d).against(&bare_row);
     let no_audit = Row::new(bench, "runwarden, no audit", &e).against(&bare_row);
     let bare_default = Row::new(bench, "bare wasmtime (defaults, pre)", &f).against(&bare_row);
+    let audit_only = Row::new(bench, "audit append alone (no fsync)", &g);
     Ok(vec![
         nosync,
         fsync,
@@ -286,6 +315,7 @@ pub async fn tool_call(setup: &Setup, rounds: usize, per_round: usize) -> Result
         bare_row,
         bare_default,
         native,
+        audit_only,
     ])
 }
 

@@ -79,8 +79,6 @@ impl SqliteStore {
             .map_err(|_| StoreError::Db("connection lock poisoned".into()))
     }
 
-    /// Test helper: run raw SQL (to simulate tampering).
-    #[doc(hidden)]
     /// Audit records matching `condition` (one `?1` parameter), in order.
     fn audit_where(
         &self,
@@ -121,6 +119,9 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Test and benchmark helper: run raw SQL (to simulate tampering, or
+    /// to switch off fsync).
+    #[doc(hidden)]
     pub fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
         self.conn()?.execute_batch(sql)?;
         Ok(())
