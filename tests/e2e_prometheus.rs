@@ -18,9 +18,10 @@ use runwarden::incident::grouping::GroupingConfig;
 use runwarden::pipeline::{Agent, AgentConfig, AgentPaths};
 use runwarden::sandbox::state::HostServices;
 use runwarden::server::access::WebhookAuth;
-use runwarden::server::{Access, ServeConfig, Server, Source};
+use runwarden::server::{Access, Role, ServeConfig, Server, Source};
 
 /// What the real Alertmanager sends in `Authorization: Bearer`.
+const SCRAPE_TOKEN: &str = "prometheus-scrape-token-1";
 const AM_TOKEN: &str = "am-webhook-token-0123456789";
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -162,10 +163,13 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
             },
             flush_every: Duration::from_millis(100),
             // The real Alertmanager authenticates with a bearer token.
-            access: Access::default().with_webhook(
-                Source::Alertmanager,
-                WebhookAuth::authorization(&format!("Bearer {AM_TOKEN}")),
-            ),
+            access: Access::default()
+                .with_webhook(
+                    Source::Alertmanager,
+                    WebhookAuth::authorization(&format!("Bearer {AM_TOKEN}")),
+                )
+                // Prometheus scrapes /metrics as a viewer.
+                .with_token("prometheus", Role::Viewer, SCRAPE_TOKEN),
             ..ServeConfig::default()
         },
     );
@@ -208,7 +212,7 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
     std::fs::write(
         &prom_config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [{}]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: payment-api\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [{}]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: payment-api\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n  - job_name: runwarden\n    authorization:\n      type: Bearer\n      credentials: {SCRAPE_TOKEN}\n    static_configs:\n      - targets: ['127.0.0.1:{rw_port}']\n",
             rules.display(),
             exporter.port
         ),
@@ -329,6 +333,35 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
                 .unwrap()
                 .iter()
                 .any(|r| r.kind == "alert-update" && r.body["status"] == "resolved")
+        },
+    )
+    .await;
+
+    // The real Prometheus scraped runwarden's own /metrics: the action, the
+    // plugin call that made it, and the resolved incident are queryable.
+    let query = async |q: &str| -> f64 {
+        let url = format!(
+            "http://127.0.0.1:{prom_port}/api/v1/query?query={}",
+            q.replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace('=', "%3D")
+        );
+        let (_, body) = http("GET", &url, &[], vec![]).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until(
+        "runwarden's own metrics in Prometheus",
+        Duration::from_secs(30),
+        async || {
+            query("runwarden_actions_total{verdict=\"recovered\"}").await >= 1.0
+                && query("runwarden_plugin_call_duration_seconds_count{plugin=\"k8s-remediation\",function=\"execute\",outcome=\"ok\"}").await >= 1.0
+                && query("runwarden_incidents{state=\"resolved\"}").await >= 1.0
+                && query("up{job=\"runwarden\"}").await == 1.0
         },
     )
     .await;

@@ -36,6 +36,7 @@ fn quick() -> ServeConfig {
             .with_token("root", Role::Admin, "admin-token-123")
             .with_webhook(Source::Pagerduty, WebhookAuth::signed("pd-secret"))
             .allow_unauthenticated(&[Source::Alertmanager, Source::Grafana, Source::Opsgenie]),
+        ..ServeConfig::default()
     }
 }
 

@@ -7,14 +7,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNWARDEN_LOG")
-                .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = cli::Cli::parse();
+    runwarden::telemetry::init_logs(args.log_format());
     match cli::run(args).await {
         Ok(code) => code,
         Err(e) => {

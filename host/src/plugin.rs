@@ -273,7 +273,13 @@ impl Plugin {
     }
 
     /// Runs `call` against a fresh instance under the policy's limits.
-    async fn run<T, F>(&self, services: &HostServices, mode: CallMode, call: F) -> Called<T>
+    async fn run<T, F>(
+        &self,
+        function: &'static str,
+        services: &HostServices,
+        mode: CallMode,
+        call: F,
+    ) -> Called<T>
     where
         T: OutputSize,
         F: AsyncFnOnce(
@@ -323,8 +329,14 @@ impl Plugin {
             elapsed: started.elapsed(),
         };
         if let Err(e) = &result {
-            tracing::debug!(plugin = self.name(), "call failed: {e}");
+            tracing::debug!(plugin = self.name(), function, "call failed: {e}");
         }
+        crate::telemetry::plugin_call(
+            self.name(),
+            function,
+            report.elapsed,
+            result.as_ref().map(|_| ()),
+        );
         Called { result, report }
     }
 
@@ -342,13 +354,18 @@ impl Plugin {
         if self.kind() != PluginKind::RemediationTool {
             return self.wrong_kind(PluginKind::RemediationTool);
         }
-        self.run(services, CallMode::ReadOnly, async |store, prepared| {
-            let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool()
-                .call_describe(&mut *store)
-                .await
-                .map(Ok)
-        })
+        self.run(
+            "describe",
+            services,
+            CallMode::ReadOnly,
+            async |store, prepared| {
+                let tool = instantiate_tool(store, prepared).await?;
+                tool.runwarden_plugin_tool()
+                    .call_describe(&mut *store)
+                    .await
+                    .map(Ok)
+            },
+        )
         .await
     }
 
@@ -357,12 +374,17 @@ impl Plugin {
         if self.kind() != PluginKind::RemediationTool {
             return self.wrong_kind(PluginKind::RemediationTool);
         }
-        self.run(services, CallMode::ReadOnly, async |store, prepared| {
-            let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool()
-                .call_plan(&mut *store, call)
-                .await
-        })
+        self.run(
+            "plan",
+            services,
+            CallMode::ReadOnly,
+            async |store, prepared| {
+                let tool = instantiate_tool(store, prepared).await?;
+                tool.runwarden_plugin_tool()
+                    .call_plan(&mut *store, call)
+                    .await
+            },
+        )
         .await
     }
 
@@ -371,12 +393,17 @@ impl Plugin {
         if self.kind() != PluginKind::RemediationTool {
             return self.wrong_kind(PluginKind::RemediationTool);
         }
-        self.run(services, CallMode::Mutating, async |store, prepared| {
-            let tool = instantiate_tool(store, prepared).await?;
-            tool.runwarden_plugin_tool()
-                .call_execute(&mut *store, call)
-                .await
-        })
+        self.run(
+            "execute",
+            services,
+            CallMode::Mutating,
+            async |store, prepared| {
+                let tool = instantiate_tool(store, prepared).await?;
+                tool.runwarden_plugin_tool()
+                    .call_execute(&mut *store, call)
+                    .await
+            },
+        )
         .await
     }
 
@@ -385,14 +412,19 @@ impl Plugin {
         if self.kind() != PluginKind::ContextSource {
             return self.wrong_kind(PluginKind::ContextSource);
         }
-        self.run(services, CallMode::ReadOnly, async |store, prepared| {
-            let source = instantiate_source(store, prepared).await?;
-            source
-                .runwarden_plugin_source()
-                .call_describe(&mut *store)
-                .await
-                .map(Ok)
-        })
+        self.run(
+            "describe",
+            services,
+            CallMode::ReadOnly,
+            async |store, prepared| {
+                let source = instantiate_source(store, prepared).await?;
+                source
+                    .runwarden_plugin_source()
+                    .call_describe(&mut *store)
+                    .await
+                    .map(Ok)
+            },
+        )
         .await
     }
 
@@ -406,13 +438,18 @@ impl Plugin {
         if self.kind() != PluginKind::ContextSource {
             return self.wrong_kind(PluginKind::ContextSource);
         }
-        self.run(services, CallMode::ReadOnly, async |store, prepared| {
-            let source = instantiate_source(store, prepared).await?;
-            source
-                .runwarden_plugin_source()
-                .call_gather(&mut *store, alert, window)
-                .await
-        })
+        self.run(
+            "gather",
+            services,
+            CallMode::ReadOnly,
+            async |store, prepared| {
+                let source = instantiate_source(store, prepared).await?;
+                source
+                    .runwarden_plugin_source()
+                    .call_gather(&mut *store, alert, window)
+                    .await
+            },
+        )
         .await
     }
 }

@@ -178,6 +178,7 @@ async fn start_runwarden(
             ),
             max_body_bytes: 16 << 20,
             flush_every: Duration::from_secs(3600),
+            ..ServeConfig::default()
         },
     );
     let origin = crate::server::spawn_on_loopback(server.router())

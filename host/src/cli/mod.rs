@@ -43,6 +43,15 @@ pub struct Cli {
         env = "RUNWARDEN_CACHE_DIR"
     )]
     cache_dir: String,
+    /// Log lines on stderr: text for a terminal, json for a log collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "RUNWARDEN_LOG_FORMAT"
+    )]
+    log_format: runwarden::telemetry::LogFormat,
     /// Runbooks (decision trees) directory.
     #[arg(
         long,
@@ -146,6 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 impl Cli {
+    pub fn log_format(&self) -> runwarden::telemetry::LogFormat {
+        self.log_format
+    }
+
     fn cache(&self) -> CompileCache {
         if self.cache_dir == "off" {
             CompileCache::disabled()

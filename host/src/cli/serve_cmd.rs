@@ -34,6 +34,51 @@ pub struct ServeArgs {
     /// only: refused unless listening on a loopback address).
     #[arg(long)]
     insecure_local_webhooks: bool,
+    /// Run as one of several replicas: lead through this Kubernetes Lease
+    /// (NAMESPACE/NAME, in the cluster of KUBECONFIG or the service
+    /// account). Standbys answer webhooks 503 and report not-ready.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    lease: Option<String>,
+    /// This replica's name in the Lease (default: $POD_NAME, else the host
+    /// name and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+/// Starts the election for `--lease`; the handle finishes when this replica
+/// steps down after leading.
+async fn elect(
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    runwarden::leader::Leadership,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    use runwarden::leader::{Elector, ElectorConfig, Leadership, kube_lease::KubeLease};
+    let Some(lease) = &args.lease else {
+        return Ok((Leadership::single(), None));
+    };
+    let (namespace, name) = lease
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
+        .with_context(|| format!("--lease {lease:?}: expected NAMESPACE/NAME"))?;
+    let identity = match &args.identity {
+        Some(id) if !id.trim().is_empty() => id.clone(),
+        _ => format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "runwarden".into()),
+            std::process::id()
+        ),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("--lease needs a Kubernetes API (KUBECONFIG or the in-cluster service account)")?;
+    let leadership = Leadership::elected(format!("lease {namespace}/{name} as {identity}"));
+    let elector = Elector::new(
+        Arc::new(KubeLease::new(client, namespace, name)),
+        ElectorConfig::new(identity),
+    );
+    let handle = tokio::spawn(elector.run(leadership.clone()));
+    Ok((leadership, Some(handle)))
 }
 
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +88,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ..AgentConfig::default()
         })
         .await?;
+    let (leadership, elector) = elect(args).await?;
     let mut access = match &args.access {
         Some(path) => Access::load(path)?,
         None => Access::default(),
@@ -51,6 +97,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         access = access.allow_unauthenticated(&Source::ALL);
     }
     let config = ServeConfig {
+        recover_when_leading: elector.is_some(),
+        leadership,
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),
             group_wait_ms: args.group_wait_ms,
@@ -61,9 +109,12 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ..ServeConfig::default()
     };
     // An incident the last run died in the middle of is marked and escalated
-    // before anything new happens; its action is not re-run.
-    for id in agent.recover_interrupted().await? {
-        eprintln!("{id}: interrupted mid-action by the last run; marked and escalated");
+    // before anything new happens; its action is not re-run. Several
+    // replicas: the one that becomes leader does it (the server's flusher).
+    if elector.is_none() {
+        for id in agent.recover_interrupted().await? {
+            eprintln!("{id}: interrupted mid-action by the last run; marked and escalated");
+        }
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -79,6 +130,15 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         listener.local_addr()?,
         cli.data_dir.display()
     );
-    Server::new(Arc::new(agent), config).serve(listener).await?;
+    let server = Server::new(Arc::new(agent), config).serve(listener);
+    match elector {
+        None => server.await?,
+        Some(stepped_down) => tokio::select! {
+            served = server => served?,
+            _ = stepped_down => anyhow::bail!(
+                "lost the lease: exiting so that no action of this replica runs beside the new leader's"
+            ),
+        },
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,19 @@ pub async fn run(
     proposed: &ProposedAction,
     rb: Option<&Runbook>,
 ) -> Result<ActionOutcome, StoreError> {
+    let out = guard_then_act(agent, incident, alert, decision, proposed, rb).await?;
+    crate::telemetry::action(&out.status);
+    Ok(out)
+}
+
+async fn guard_then_act(
+    agent: &Agent,
+    incident: &str,
+    alert: &Alert,
+    decision: &Decision,
+    proposed: &ProposedAction,
+    rb: Option<&Runbook>,
+) -> Result<ActionOutcome, StoreError> {
     let mut out = ActionOutcome {
         plugin: proposed.plugin.clone(),
         tool: proposed.tool.clone(),

@@ -56,6 +56,7 @@ impl Agent {
         let mut inc = self.store.incident(&a.incident)?;
         inc.state = IncidentState::Escalated;
         self.store.put_incident(&inc)?;
+        crate::telemetry::action_denied();
         Ok(())
     }
 
@@ -147,6 +148,7 @@ impl Agent {
         };
         let out =
             act::execute_and_verify(self, &a.incident, &alert, &call, &target, rb, out).await?;
+        crate::telemetry::action(&out.status);
         let mut inc = self.store.incident(&a.incident)?;
         inc.state = if matches!(out.status, ActionStatus::Recovered) {
             IncidentState::Resolved

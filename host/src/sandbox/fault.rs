@@ -23,6 +23,21 @@ pub enum PluginFault {
     Instantiate { reason: String },
 }
 
+impl PluginFault {
+    /// The fault's name, as serialised: a metric label, a log field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFault::Timeout { .. } => "timeout",
+            PluginFault::MemoryLimit { .. } => "memory-limit",
+            PluginFault::StackOverflow => "stack-overflow",
+            PluginFault::Trap { .. } => "trap",
+            PluginFault::OutputTooLarge { .. } => "output-too-large",
+            PluginFault::InvalidOutput { .. } => "invalid-output",
+            PluginFault::Instantiate { .. } => "instantiate",
+        }
+    }
+}
+
 /// Why a call did not return a result.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {

@@ -1,5 +1,5 @@
 //! The read API (role viewer), approvals (approver), and the circuit
-//! breaker and autonomy mode (admin). `/healthz` is open.
+//! breaker and autonomy mode (admin). Probes and `/metrics`: `health.rs`.
 
 use super::Server;
 use super::access::{Refusal, Role};
@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Server>> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}/report", get(report))
         .route("/api/approvals", get(approvals))
@@ -34,7 +33,7 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 }
 
 /// A refused API call, answered 401 (with `WWW-Authenticate`) or 403.
-struct Refused(Refusal);
+pub(super) struct Refused(Refusal);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -53,7 +52,7 @@ impl IntoResponse for Refused {
 }
 
 /// The caller's identity if their token carries `role`.
-fn caller(s: &Server, headers: &HeaderMap, role: Role) -> Result<String, Refused> {
+pub(super) fn caller(s: &Server, headers: &HeaderMap, role: Role) -> Result<String, Refused> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

@@ -9,7 +9,10 @@
 
 pub mod access;
 mod api;
+mod health;
 mod webhooks;
+
+pub use health::Check;
 
 pub use access::{Access, Role, Source};
 
@@ -29,6 +32,12 @@ pub struct ServeConfig {
     pub access: Access,
     /// How often due groups are turned into incidents.
     pub flush_every: Duration,
+    /// Whether this replica leads (always, for a single replica).
+    pub leadership: crate::leader::Leadership,
+    /// Settle the incidents a previous leader left mid-action when this
+    /// replica becomes the leader, before it opens any incident. (A single
+    /// replica does that before it listens.)
+    pub recover_when_leading: bool,
 }
 
 impl Default for ServeConfig {
@@ -38,6 +47,8 @@ impl Default for ServeConfig {
             max_body_bytes: 1 << 20,
             access: Access::default(),
             flush_every: Duration::from_millis(500),
+            leadership: crate::leader::Leadership::single(),
+            recover_when_leading: false,
         }
     }
 }
@@ -48,6 +59,9 @@ pub struct Server {
     pub config: ServeConfig,
     pub limiter: access::RateLimiter,
     pub intake: IntakeCounters,
+    pub leadership: crate::leader::Leadership,
+    /// `None` if the process could not install the recorder.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// What intake did, per source: deliveries accepted, alerts in them,
@@ -78,6 +92,20 @@ impl IntakeCounters {
         if let Some(c) = self.0.get(&source) {
             c[event as usize].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Every counter as (source, event, count).
+    pub fn counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        const EVENTS: [&str; 5] = ["accepted", "alerts", "shed", "unauthorized", "malformed"];
+        self.0
+            .iter()
+            .flat_map(|(s, c)| {
+                EVENTS
+                    .iter()
+                    .zip(c.iter())
+                    .map(|(e, n)| (s.name(), *e, n.load(std::sync::atomic::Ordering::Relaxed)))
+            })
+            .collect()
     }
 
     pub fn snapshot(&self) -> serde_json::Value {
@@ -113,18 +141,24 @@ pub async fn spawn_on_loopback(app: Router) -> std::io::Result<String> {
 
 impl Server {
     pub fn new(agent: Arc<Agent>, config: ServeConfig) -> Arc<Self> {
+        let leadership = config.leadership.clone();
         Arc::new(Server {
             grouper: Mutex::new(Grouper::new(config.grouping.clone())),
             agent,
             config,
             limiter: access::RateLimiter::default(),
             intake: IntakeCounters::new(),
+            leadership,
+            metrics: crate::telemetry::install()
+                .inspect_err(|e| tracing::error!("{e}"))
+                .ok(),
         })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
         webhooks::routes(self.config.max_body_bytes)
             .merge(api::routes())
+            .merge(health::routes())
             .with_state(self.clone())
     }
 
@@ -147,6 +181,11 @@ impl Server {
 
     /// Opens an incident for each due group; returns their ids.
     pub fn flush(self: &Arc<Self>) -> Vec<String> {
+        // A standby holds no groups (its webhooks answer 503), and must not
+        // act even if it did.
+        if !self.leadership.is_leader() {
+            return vec![];
+        }
         let due: Vec<(crate::incident::grouping::GroupKey, Vec<Alert>)> = {
             let Ok(grouper) = self.grouper.lock() else {
                 return vec![];
@@ -192,9 +231,23 @@ impl Server {
         let flusher = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(flusher.config.flush_every);
+            let mut recovered = !flusher.config.recover_when_leading;
             loop {
                 tick.tick().await;
-                flusher.flush();
+                if !recovered && flusher.leadership.is_leader() {
+                    match flusher.agent.recover_interrupted().await {
+                        Ok(ids) => {
+                            for id in ids {
+                                tracing::warn!(incident = %id, "interrupted mid-action by the previous leader; marked and escalated");
+                            }
+                        }
+                        Err(e) => tracing::error!("recovery of interrupted incidents failed: {e}"),
+                    }
+                    recovered = true;
+                }
+                if recovered {
+                    flusher.flush();
+                }
             }
         });
         axum::serve(listener, self.router()).await

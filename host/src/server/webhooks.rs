@@ -38,6 +38,9 @@ fn refuse(server: &Server, source: Source, status: StatusCode, e: &IntakeError) 
 
 /// Why a delivery was not admitted.
 enum NotAdmitted {
+    /// This replica is a standby: the sender retries, and reaches the
+    /// leader once readiness has moved the Service there.
+    Standby,
     Shed(Source),
     Refused(Refusal),
 }
@@ -45,6 +48,15 @@ enum NotAdmitted {
 impl IntoResponse for NotAdmitted {
     fn into_response(self) -> Response {
         match self {
+            NotAdmitted::Standby => {
+                let mut resp = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this replica is a standby, not the leader; retry".into(),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+                resp
+            }
             NotAdmitted::Shed(source) => {
                 let mut resp = json_error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -65,8 +77,11 @@ impl IntoResponse for NotAdmitted {
     }
 }
 
-/// Rate limit, then credentials, before the body is looked at.
+/// Leadership, rate limit, then credentials, before the body is looked at.
 fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), NotAdmitted> {
+    if !server.leadership.is_leader() {
+        return Err(NotAdmitted::Standby);
+    }
     let access = &server.config.access;
     if let Some(auth) = access.webhook(source)
         && !server

@@ -39,6 +39,29 @@ pub enum IncidentState {
     Interrupted,
 }
 
+impl IncidentState {
+    pub const ALL: [IncidentState; 6] = [
+        IncidentState::Open,
+        IncidentState::Remediating,
+        IncidentState::WaitingApproval,
+        IncidentState::Resolved,
+        IncidentState::Escalated,
+        IncidentState::Interrupted,
+    ];
+
+    /// The state's name as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Remediating => "remediating",
+            IncidentState::WaitingApproval => "waiting-approval",
+            IncidentState::Resolved => "resolved",
+            IncidentState::Escalated => "escalated",
+            IncidentState::Interrupted => "interrupted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentRecord {
     pub id: String,
@@ -95,6 +118,9 @@ pub trait Store: Send + Sync {
 
     /// Appends to the hash-chained audit trail and makes it durable before
     /// returning.
+    /// How many incidents are in each state (state names as serialised).
+    fn incident_states(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError>;
+
     fn append_audit(
         &self,
         incident: Option<&str>,

@@ -226,6 +226,24 @@ impl Store for SqliteStore {
         ids.iter().map(|id| self.incident(id)).collect()
     }
 
+    fn incident_states(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT json_extract(record, '$.state'), count(*) FROM incidents GROUP BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (state, n) = row?;
+            let state =
+                state.ok_or_else(|| StoreError::Corrupt("an incident has no state".into()))?;
+            out.insert(state, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
     fn append_audit(
         &self,
         incident: Option<&str>,

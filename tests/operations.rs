@@ -1,0 +1,315 @@
+//! Running runwarden: its own metrics, probes, JSON logs, and several
+//! replicas with one leader (a Lease on the simulated cluster's lease
+//! store; the kube-rs Lease is tested against kube-rs's mocked API in
+//! `host/src/leader/kube_lease.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::agent::*;
+use common::*;
+use runwarden::incident::grouping::GroupingConfig;
+use runwarden::leader::elector::{Elector, ElectorConfig, Round};
+use runwarden::leader::{Leadership, sim::SimLease};
+use runwarden::server::{Access, Role, ServeConfig, Server, Source};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const FIRING: &str = include_str!("../host/src/cli/demo-alert.json");
+const VIEWER: (&str, &str) = ("authorization", "Bearer viewer-token-123");
+
+fn config(leadership: Leadership) -> ServeConfig {
+    ServeConfig {
+        grouping: GroupingConfig {
+            group_wait_ms: 100,
+            ..GroupingConfig::default()
+        },
+        flush_every: Duration::from_millis(50),
+        access: Access::default()
+            .with_token("dash", Role::Viewer, "viewer-token-123")
+            .allow_unauthenticated(&[Source::Alertmanager]),
+        leadership,
+        ..ServeConfig::default()
+    }
+}
+
+async fn start(s: &Setup, config: ServeConfig) -> String {
+    let server = Server::new(Arc::new(agent(s)), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+    base
+}
+
+async fn metrics(base: &str) -> String {
+    let (status, body) = http("GET", &format!("{base}/metrics"), &[VIEWER], vec![]).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of the first sample line starting with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if ok().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_a_viewer_and_count_what_an_incident_did() {
+    let s = setup(|_, t| t);
+    let base = start(&s, config(Leadership::single())).await;
+    let (status, _) = http("GET", &format!("{base}/metrics"), &[], vec![]).await;
+    assert_eq!(status, 401, "metrics are not public");
+
+    let (status, body) = http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("a resolved incident in /metrics", async || {
+        sample(
+            &metrics(&base).await,
+            r#"runwarden_incidents{state="resolved"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    let text = metrics(&base).await;
+    assert!(
+        sample(&text, r#"runwarden_actions_total{verdict="recovered"}"#) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"runwarden_plugin_call_duration_seconds_count{plugin="k8s-remediation",function="execute",outcome="ok"}"#
+        ) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE runwarden_plugin_call_duration_seconds histogram"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"runwarden_intake_total{source="alertmanager",event="accepted"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "runwarden_circuit_breaker_open"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "runwarden_leader"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, r#"runwarden_incidents{state="escalated"}"#),
+        Some(0.0),
+        "every state is reported: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_report_liveness_and_each_readiness_check() {
+    let s = setup(|_, t| t);
+    let base = start(&s, config(Leadership::single())).await;
+    let (status, body) = http("GET", &format!("{base}/healthz"), &[], vec![]).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = http("GET", &format!("{base}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["store", "plugins", "leader"]);
+
+    // A standby is alive but not ready, and says why.
+    let base = start(
+        &s,
+        config(Leadership::elected("lease ops/runwarden as b".into())),
+    )
+    .await;
+    let (status, _) = http("GET", &format!("{base}/healthz"), &[], vec![]).await;
+    assert_eq!(status, 200);
+    let (status, body) = http("GET", &format!("{base}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("standby (lease ops/runwarden as b)"),
+        "{body}"
+    );
+}
+
+fn fast(identity: &str) -> ElectorConfig {
+    ElectorConfig {
+        lease_duration: Duration::from_millis(1000),
+        renew_deadline: Duration::from_millis(600),
+        retry_period: Duration::from_millis(100),
+        ..ElectorConfig::new(identity)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
+    let s = setup(|_, t| t);
+    let lease = Arc::new(SimLease::default());
+    let (lead_a, lead_b) = (
+        Leadership::elected("a".into()),
+        Leadership::elected("b".into()),
+    );
+    let a = tokio::spawn(Elector::new(lease.clone(), fast("replica-a")).run(lead_a.clone()));
+    wait_for("replica-a to lead", async || lead_a.is_leader()).await;
+    let _b = tokio::spawn(Elector::new(lease.clone(), fast("replica-b")).run(lead_b.clone()));
+    let (base_a, base_b) = (
+        start(&s, config(lead_a.clone())).await,
+        start(&s, config(lead_b.clone())).await,
+    );
+
+    // The standby turns webhooks away with a retryable 503 and opens nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!lead_b.is_leader(), "two leaders");
+    let (status, body) = http(
+        "POST",
+        &format!("{base_b}/webhooks/alertmanager"),
+        &[],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("standby"), "{body}");
+    let (status, _) = http("GET", &format!("{base_b}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 503);
+    let (status, _) = http("GET", &format!("{base_a}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 200);
+
+    // The leader stops renewing (its process is gone): after the lease
+    // duration the standby takes over, counts a transition, and serves.
+    a.abort();
+    let _ = a.await;
+    wait_for("replica-b to take over", async || lead_b.is_leader()).await;
+    let held = lease.snapshot().unwrap();
+    assert_eq!(held.holder.as_deref(), Some("replica-b"));
+    assert_eq!(held.transitions, 1);
+    let (status, body) = http(
+        "POST",
+        &format!("{base_b}/webhooks/alertmanager"),
+        &[],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("the new leader to resolve the incident", async || {
+        let (_, list) = http("GET", &format!("{base_b}/api/incidents"), &[VIEWER], vec![]).await;
+        list.contains("\"resolved\"")
+    })
+    .await;
+    assert_eq!(
+        sample(&metrics(&base_b).await, "runwarden_leader"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_after_its_deadline_and_not_before() {
+    let lease = Arc::new(SimLease::default());
+    let leadership = Leadership::elected("a".into());
+    let mut elector = Elector::new(lease.clone(), fast("replica-a"));
+    assert_eq!(elector.round(&leadership).await, Round::Leading);
+    lease.unreachable.store(true, Ordering::Release);
+    assert_eq!(
+        elector.round(&leadership).await,
+        Round::Leading,
+        "a blip within the deadline"
+    );
+    assert!(leadership.is_leader());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(elector.round(&leadership).await, Round::SteppedDown);
+    assert!(!leadership.is_leader());
+}
+
+#[tokio::test]
+async fn two_replicas_racing_for_a_free_lease_elect_exactly_one() {
+    for _ in 0..20 {
+        let lease = Arc::new(SimLease::default());
+        let (la, lb) = (
+            Leadership::elected("a".into()),
+            Leadership::elected("b".into()),
+        );
+        let (mut ea, mut eb) = (
+            Elector::new(lease.clone(), fast("a")),
+            Elector::new(lease.clone(), fast("b")),
+        );
+        let (ra, rb) = tokio::join!(ea.round(&la), eb.round(&lb));
+        assert_ne!(la.is_leader(), lb.is_leader(), "{ra:?} {rb:?}");
+        assert_eq!(
+            lease.holder().as_deref(),
+            Some(if la.is_leader() { "a" } else { "b" })
+        );
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .args(["--log-format", "json", "demo"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RUNWARDEN_LOG", "runwarden=debug")
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty(), "no JSON log line: {stderr}");
+    for e in &events {
+        assert!(
+            e["level"].is_string() && e["timestamp"].is_string() && e["target"].is_string(),
+            "{e}"
+        );
+    }
+    // The demo's context sources have no Prometheus or Loki to ask: their
+    // failed calls are logged with the plugin as a field.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["plugin"].is_string() && e["function"] == "gather"),
+        "{stderr}"
+    );
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .args(["--log-format", "yaml", "demo"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("possible values: text, json"), "{said}");
+}
