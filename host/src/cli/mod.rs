@@ -5,6 +5,7 @@ mod demo;
 mod incident_cmd;
 mod plugin_cmd;
 mod policy_cmd;
+mod rbac_cmd;
 mod replay_cmd;
 mod serve_cmd;
 mod supply_cmd;
@@ -119,6 +120,9 @@ enum Command {
     /// Validate policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Print the Kubernetes Roles the granted k8s capabilities need, and
+    /// nothing more (plus the leader-election Lease's with --lease).
+    Rbac(rbac_cmd::RbacArgs),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Breaker(BreakerCommand::Reset) => incident_cmd::breaker(&cli, true).await,
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
         Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
+        Command::Rbac(args) => rbac_cmd::run(&cli, args),
     }
 }
 
