@@ -154,3 +154,61 @@ fn bench_runs_every_comparison_and_reports_ratios() {
     assert!(arm("process RSS")["met"].is_boolean());
     assert_eq!(arm("storm of")["met"], true, "no alert lost: {out}");
 }
+
+#[test]
+fn rbac_grants_exactly_the_granted_operations_per_namespace() {
+    let (ok, out) = runwarden(&["rbac", "--json", "--lease", "runwarden-leader"]);
+    assert!(ok, "{out}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let items = list["items"].as_array().expect("items");
+    let role = |ns: &str| {
+        items
+            .iter()
+            .find(|i| {
+                i["kind"] == "Role"
+                    && i["metadata"]["namespace"] == ns
+                    && i["metadata"]["name"] == "runwarden-remediation"
+            })
+            .map(|r| r["rules"].to_string())
+    };
+    // The shipped policies grant k8s in payments and checkout only.
+    let payments = role("payments").expect("a Role in payments");
+    assert!(
+        payments.contains("deployments/scale") && payments.contains("\"delete\""),
+        "{payments}"
+    );
+    assert!(role("kube-system").is_none() && role("default").is_none());
+    assert!(
+        items.iter().all(|i| i["kind"] != "ClusterRole"),
+        "never cluster-wide"
+    );
+    // Nothing beyond what the operations use: no secrets, no wildcards.
+    assert!(!out.contains("secrets") && !out.contains("\"*\""), "{out}");
+
+    // Narrow a grant to read-only: the write verbs go with it.
+    let dir = tempfile::tempdir().expect("tmp");
+    let policies = common::workspace().join("policies");
+    for entry in std::fs::read_dir(&policies).expect("policies") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("read").replace(
+                "operations = [\"read\", \"scale\", \"rollback\", \"delete-pods\"]",
+                "operations = [\"read\"]",
+            );
+            let text = text.replace("\"../", &format!("\"{}/", common::workspace().display()));
+            std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let (ok, out) = runwarden(&[
+        "rbac",
+        "--json",
+        "--policies",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("deployments/scale") && !out.contains("\"delete\""),
+        "{out}"
+    );
+    assert!(!out.contains("leases"), "no Lease role without --lease");
+}

@@ -29,7 +29,10 @@ pub fn run(cli: &Cli, args: &RbacArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
     }
     if !errors.is_empty() {
-        anyhow::bail!("{} policies did not load; fix them first (runwarden policy check)", errors.len());
+        anyhow::bail!(
+            "{} policies did not load; fix them first (runwarden policy check)",
+            errors.len()
+        );
     }
     let needed = rbac::needed(policies.iter().filter_map(|p| p.effective.k8s.as_ref()));
     let subject = rbac::Subject {
@@ -54,7 +57,12 @@ pub fn run(cli: &Cli, args: &RbacArgs) -> anyhow::Result<ExitCode> {
         granted.join(", ")
     );
     for obj in &objects {
-        println!("---\n{}", serde_norway::to_string(obj).context("cannot render YAML")?.trim_end());
+        println!(
+            "---\n{}",
+            serde_norway::to_string(obj)
+                .context("cannot render YAML")?
+                .trim_end()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

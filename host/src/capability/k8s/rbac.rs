@@ -91,7 +91,9 @@ pub fn needed<'a>(
             .flat_map(|op| permissions(*op, &grant.annotate_kinds))
             .collect();
         for ns in &grant.namespaces {
-            out.entry(ns.clone()).or_default().extend(perms.iter().cloned());
+            out.entry(ns.clone())
+                .or_default()
+                .extend(perms.iter().cloned());
         }
     }
     out
@@ -189,10 +191,7 @@ mod tests {
         }
     }
 
-    fn verbs(
-        needed: &BTreeMap<Namespace, BTreeSet<Permission>>,
-        ns: &str,
-    ) -> BTreeSet<String> {
+    fn verbs(needed: &BTreeMap<Namespace, BTreeSet<Permission>>, ns: &str) -> BTreeSet<String> {
         needed
             .iter()
             .find(|(n, _)| n.as_str() == ns)
@@ -208,7 +207,11 @@ mod tests {
     fn read_only_grants_yield_no_write_verb() {
         let needed = needed(&[grant(&["payments"], &[Operation::Read])]);
         let v = verbs(&needed, "payments");
-        assert!(v.iter().all(|p| p.ends_with(":get") || p.ends_with(":list")), "{v:?}");
+        assert!(
+            v.iter()
+                .all(|p| p.ends_with(":get") || p.ends_with(":list")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -219,7 +222,10 @@ mod tests {
         ]);
         assert!(verbs(&needed, "payments").contains("apps/deployments/scale:patch"));
         assert!(!verbs(&needed, "payments").contains("/pods:delete"));
-        assert_eq!(verbs(&needed, "checkout"), BTreeSet::from(["/pods:delete".to_string()]));
+        assert_eq!(
+            verbs(&needed, "checkout"),
+            BTreeSet::from(["/pods:delete".to_string()])
+        );
         assert!(verbs(&needed, "kube-system").is_empty());
     }
 
