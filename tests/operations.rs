@@ -43,6 +43,17 @@ async fn start(s: &Setup, config: ServeConfig) -> String {
     base
 }
 
+/// The demo's firing alert, as Alertmanager posts it.
+async fn post_alert(base: &str) -> (u16, String) {
+    http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[],
+        FIRING.into(),
+    )
+    .await
+}
+
 async fn metrics(base: &str) -> String {
     let (status, body) = http("GET", &format!("{base}/metrics"), &[VIEWER], vec![]).await;
     assert_eq!(status, 200, "{body}");
@@ -74,13 +85,7 @@ async fn metrics_need_a_viewer_and_count_what_an_incident_did() {
     let (status, _) = http("GET", &format!("{base}/metrics"), &[], vec![]).await;
     assert_eq!(status, 401, "metrics are not public");
 
-    let (status, body) = http(
-        "POST",
-        &format!("{base}/webhooks/alertmanager"),
-        &[],
-        FIRING.into(),
-    )
-    .await;
+    let (status, body) = post_alert(&base).await;
     assert_eq!(status, 202, "{body}");
     wait_for("a resolved incident in /metrics", async || {
         sample(
@@ -187,13 +192,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
     // The standby turns webhooks away with a retryable 503 and opens nothing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!lead_b.is_leader(), "two leaders");
-    let (status, body) = http(
-        "POST",
-        &format!("{base_b}/webhooks/alertmanager"),
-        &[],
-        FIRING.into(),
-    )
-    .await;
+    let (status, body) = post_alert(&base_b).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("standby"), "{body}");
     let (status, _) = http("GET", &format!("{base_b}/readyz"), &[], vec![]).await;
@@ -209,13 +208,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
     let held = lease.snapshot().unwrap();
     assert_eq!(held.holder.as_deref(), Some("replica-b"));
     assert_eq!(held.transitions, 1);
-    let (status, body) = http(
-        "POST",
-        &format!("{base_b}/webhooks/alertmanager"),
-        &[],
-        FIRING.into(),
-    )
-    .await;
+    let (status, body) = post_alert(&base_b).await;
     assert_eq!(status, 202, "{body}");
     wait_for("the new leader to resolve the incident", async || {
         let (_, list) = http("GET", &format!("{base_b}/api/incidents"), &[VIEWER], vec![]).await;
