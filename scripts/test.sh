@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone with only the Rust toolchain:
-# installs the wasm target, the Debian packages the end-to-end test runs
-# (prometheus, prometheus-alertmanager), builds the plugin components, runs
+# installs the wasm target, the Debian packages the end-to-end tests run
+# (prometheus, prometheus-alertmanager, postgresql — each test starts its own
+# server on loopback), builds the plugin components, runs
 # every test, validates the Kubernetes manifests (scripts/validate-deploy.sh:
 # kubernetes-validate from PyPI, cached in ~/.cache/runwarden), then the
 # real-model tier (scripts/test-llm.sh: llama-cpp-python
@@ -10,11 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
+   || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager postgresql >/dev/null
 fi
 
 ./scripts/build-plugins.sh

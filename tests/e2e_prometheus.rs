@@ -140,7 +140,7 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
         AgentPaths {
             policies: &s.dir.path().join("policies"),
             runbooks: &runbooks,
-            data: &tmp.path().join("data"),
+            store: runwarden::store::StoreLocation::Sqlite(tmp.path().join("data")),
         },
         services,
         &cache(),

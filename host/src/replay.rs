@@ -424,7 +424,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         AgentPaths {
             policies: &policies,
             runbooks: base.runbooks,
-            data: &scratch.join("data"),
+            store: crate::store::StoreLocation::Sqlite(scratch.join("data")),
         },
         services,
         base.cache,

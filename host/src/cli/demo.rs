@@ -45,7 +45,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         AgentPaths {
             policies: &cli.policies,
             runbooks: &cli.runbooks,
-            data: &data,
+            store: cli.store_in(&data)?,
         },
         services,
         &cli.cache(),

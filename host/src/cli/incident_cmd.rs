@@ -4,12 +4,16 @@ use super::Cli;
 use anyhow::Context;
 use runwarden::pipeline::{Agent, AgentConfig};
 use runwarden::store::Store;
-use runwarden::store::sqlite::SqliteStore;
 use std::process::ExitCode;
 
-fn store(cli: &Cli) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&cli.data_dir)
-        .with_context(|| format!("opening the store in {}", cli.data_dir.display()))
+fn store(cli: &Cli) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let location = cli.store_location()?;
+    location.open().with_context(|| match &location {
+        runwarden::store::StoreLocation::Sqlite(dir) => {
+            format!("opening the store in {}", dir.display())
+        }
+        runwarden::store::StoreLocation::Postgres(_) => "opening the --store database".into(),
+    })
 }
 
 pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {

@@ -69,6 +69,10 @@ pub struct Cli {
         env = "RUNWARDEN_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// A shared store for several replicas (postgres://user@host/db);
+    /// without it, SQLite in --data-dir.
+    #[arg(long, global = true, env = "RUNWARDEN_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Cluster backend: "sim" (the embedded demo cluster), "sim:FILE" (a
     /// simulated cluster from a JSON state file) or "kube" (a real cluster via
     /// KUBECONFIG or the in-cluster service account).
@@ -164,6 +168,18 @@ impl Cli {
         self.log_format
     }
 
+    /// `--store`, else SQLite in `dir`.
+    fn store_in(&self, dir: &std::path::Path) -> anyhow::Result<runwarden::store::StoreLocation> {
+        Ok(runwarden::store::StoreLocation::parse(
+            self.store.as_deref(),
+            dir,
+        )?)
+    }
+
+    fn store_location(&self) -> anyhow::Result<runwarden::store::StoreLocation> {
+        self.store_in(&self.data_dir)
+    }
+
     fn cache(&self) -> CompileCache {
         if self.cache_dir == "off" {
             CompileCache::disabled()
@@ -206,7 +222,7 @@ impl Cli {
         let paths = runwarden::pipeline::AgentPaths {
             policies: &self.policies,
             runbooks: &self.runbooks,
-            data: &self.data_dir,
+            store: self.store_location()?,
         };
         let (agent, problems) =
             runwarden::pipeline::Agent::open(paths, services, &self.cache(), config)?;

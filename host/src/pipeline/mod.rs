@@ -439,7 +439,8 @@ pub enum SetupError {
 pub struct AgentPaths<'a> {
     pub policies: &'a std::path::Path,
     pub runbooks: &'a std::path::Path,
-    pub data: &'a std::path::Path,
+    /// Where incidents, the audit trail and approvals live.
+    pub store: crate::store::StoreLocation,
 }
 
 impl Agent {
@@ -456,7 +457,7 @@ impl Agent {
         let autonomy =
             AutonomyPolicy::load(&paths.policies.join(crate::policy::load::AUTONOMY_FILE))?;
         let runbooks = runbook::load_dir(paths.runbooks)?;
-        let store = crate::store::sqlite::SqliteStore::open(paths.data)?;
+        let store = paths.store.open()?;
         let guard = match store.guard_state()? {
             Some(v) => serde_json::from_value(v)
                 .map_err(|e| StoreError::Corrupt(format!("guard state: {e}")))?,
@@ -465,7 +466,7 @@ impl Agent {
         Ok((
             Agent {
                 registry: Arc::new(registry),
-                store: Arc::new(store),
+                store,
                 runbooks,
                 autonomy,
                 guard: Mutex::new(guard),

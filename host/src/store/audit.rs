@@ -71,6 +71,26 @@ pub struct StoredRow {
     pub hash: String,
 }
 
+impl StoredRow {
+    /// The record as the rest of the agent reads it.
+    pub fn into_record(self) -> Result<AuditRecord, super::StoreError> {
+        use super::StoreError::Corrupt;
+        let seq = self.seq;
+        Ok(AuditRecord {
+            seq: u64::try_from(seq).map_err(|e| Corrupt(format!("audit record {seq}: {e}")))?,
+            at: chrono::DateTime::parse_from_rfc3339(&self.at)
+                .map_err(|e| Corrupt(format!("audit record {seq}: {e}")))?
+                .with_timezone(&chrono::Utc),
+            incident: self.incident,
+            kind: self.kind,
+            body: serde_json::from_str(&self.body)
+                .map_err(|e| Corrupt(format!("audit record {seq}: {e}")))?,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
 /// Walks rows in storage order and reports the first break.
 pub fn verify_rows(rows: impl IntoIterator<Item = StoredRow>) -> AuditVerification {
     let mut prev = GENESIS.to_string();

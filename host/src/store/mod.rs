@@ -1,12 +1,49 @@
 //! Where incidents, the audit trail, approvals and reports live.
 //!
-//! Behind the [`Store`] trait so a server database can follow; the embedded
-//! default is SQLite in the data directory ([`sqlite::SqliteStore`]).
+//! Behind the [`Store`] trait: the embedded default is SQLite in the data
+//! directory ([`sqlite::SqliteStore`]); several replicas share one history in
+//! PostgreSQL ([`postgres::PostgresStore`]). Both pass the same tests
+//! (`tests/stores.rs`).
 
 pub mod audit;
+pub mod postgres;
 pub mod sqlite;
 
 pub use audit::{AuditRecord, AuditVerification};
+
+/// Where the store lives: `--store` (`RUNWARDEN_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `runwarden.db` in this directory.
+    Sqlite(std::path::PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `--store` when given, else SQLite in the data directory.
+    pub fn parse(store: Option<&str>, data_dir: &std::path::Path) -> Result<Self, StoreError> {
+        match store {
+            None => Ok(StoreLocation::Sqlite(data_dir.to_path_buf())),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(StoreLocation::Postgres(url.to_string()))
+            }
+            Some(other) => Err(StoreError::Db(format!(
+                "--store {:?}: expected a postgres:// URL (omit it for SQLite in the data directory)",
+                other.split('@').next_back().unwrap_or("")
+            ))),
+        }
+    }
+
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreLocation::Sqlite(dir) => std::sync::Arc::new(sqlite::SqliteStore::open(dir)?),
+            StoreLocation::Postgres(url) => {
+                std::sync::Arc::new(postgres::PostgresStore::connect(url)?)
+            }
+        })
+    }
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -116,11 +153,11 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<IncidentRecord>, StoreError>;
 
-    /// Appends to the hash-chained audit trail and makes it durable before
-    /// returning.
     /// How many incidents are in each state (state names as serialised).
     fn incident_states(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError>;
 
+    /// Appends to the hash-chained audit trail and makes it durable before
+    /// returning.
     fn append_audit(
         &self,
         incident: Option<&str>,

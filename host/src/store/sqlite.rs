@@ -90,33 +90,17 @@ impl SqliteStore {
             "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit WHERE {condition} ORDER BY seq"
         ))?;
         let rows = stmt.query_map([param], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ))
+            Ok(StoredRow {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                incident: r.get(2)?,
+                kind: r.get(3)?,
+                body: r.get(4)?,
+                prev_hash: r.get(5)?,
+                hash: r.get(6)?,
+            })
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at, incident, kind, body, prev_hash, hash) = row?;
-            out.push(AuditRecord {
-                seq: u64::try_from(seq).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                at: chrono::DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                    .with_timezone(&chrono::Utc),
-                incident,
-                kind,
-                body: serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("audit record {seq}: {e}")))?,
-                prev_hash,
-                hash,
-            });
-        }
-        Ok(out)
+        rows.map(|row| row?.into_record()).collect()
     }
 
     /// Test and benchmark helper: run raw SQL (to simulate tampering, or
@@ -389,133 +373,4 @@ impl Store for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn store_with_chain() -> SqliteStore {
-        let s = SqliteStore::in_memory().expect("store");
-        for i in 0..5 {
-            s.append_audit(Some("INC-1"), "step", &json!({"i": i}))
-                .expect("append");
-        }
-        s
-    }
-
-    #[test]
-    fn records_can_be_read_by_kind() {
-        let s = store_with_chain();
-        s.append_audit(Some("INC-2"), "intent", &json!({}))
-            .expect("append");
-        let only = s.audit_of_kinds(&["intent", "execution"]).expect("read");
-        assert_eq!(only.len(), 1);
-        assert_eq!(only[0].incident.as_deref(), Some("INC-2"));
-        assert_eq!(s.audit_of_kinds(&["step"]).expect("read").len(), 5);
-    }
-
-    #[test]
-    fn an_untouched_chain_verifies() {
-        let s = store_with_chain();
-        let v = s.verify_audit().expect("verify");
-        assert_eq!(
-            v,
-            AuditVerification {
-                records: 5,
-                broken: None
-            }
-        );
-        assert_eq!(s.audit(Some("INC-1")).expect("read").len(), 5);
-    }
-
-    #[test]
-    fn an_edit_is_detected() {
-        let s = store_with_chain();
-        s.execute_raw(r#"UPDATE audit SET body = '{"i":99}' WHERE seq = 3"#)
-            .expect("tamper");
-        let v = s.verify_audit().expect("verify");
-        assert!(
-            v.broken
-                .as_deref()
-                .is_some_and(|b| b.contains("record 3 was modified")),
-            "{v:?}"
-        );
-    }
-
-    #[test]
-    fn a_deletion_is_detected() {
-        let s = store_with_chain();
-        s.execute_raw("DELETE FROM audit WHERE seq = 2")
-            .expect("tamper");
-        let v = s.verify_audit().expect("verify");
-        assert!(
-            v.broken
-                .as_deref()
-                .is_some_and(|b| b.contains("deleted or reordered")),
-            "{v:?}"
-        );
-    }
-
-    #[test]
-    fn a_reordering_is_detected() {
-        let s = store_with_chain();
-        // Swap the contents of records 2 and 3, hashes and all.
-        s.execute_raw(
-            "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
-        )
-        .expect("tamper");
-        let v = s.verify_audit().expect("verify");
-        assert!(
-            v.broken
-                .as_deref()
-                .is_some_and(|b| b.contains("does not link")),
-            "{v:?}"
-        );
-    }
-
-    #[test]
-    fn a_torn_last_record_is_detected() {
-        let s = store_with_chain();
-        s.execute_raw(r#"UPDATE audit SET body = '{"i":' WHERE seq = 5"#)
-            .expect("tamper");
-        assert!(!s.verify_audit().expect("verify").ok());
-    }
-
-    #[test]
-    fn incidents_round_trip_and_similar_ones_are_found() {
-        let s = SqliteStore::in_memory().expect("store");
-        let mk = |id: &str, summary: &str| IncidentRecord {
-            id: id.into(),
-            title: summary.into(),
-            service: Some("payment-api".into()),
-            namespace: Some("payments".into()),
-            state: super::super::IncidentState::Resolved,
-            opened_at: chrono::Utc::now(),
-            closed_at: None,
-            detail: json!({}),
-            summary: summary.into(),
-        };
-        s.put_incident(&mk(
-            "INC-1",
-            "HighErrorRate payment-api: OOMKilled after deploy, rolled back",
-        ))
-        .expect("put");
-        s.put_incident(&mk("INC-2", "CertificateExpiring ingress-gateway"))
-            .expect("put");
-        assert_eq!(s.incident("INC-1").expect("get").id, "INC-1");
-        let found = s
-            .similar("HighErrorRate on payment-api (5xx > 5%)", "INC-9", 5)
-            .expect("search");
-        assert_eq!(
-            found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
-            vec!["INC-1"]
-        );
-        assert!(
-            s.similar("\"*)(", "x", 5)
-                .expect("odd text is safe")
-                .is_empty()
-        );
-        assert_eq!(s.next_incident_id().expect("id"), "INC-1");
-        assert_eq!(s.next_incident_id().expect("id"), "INC-2");
-    }
-}
+// The store's tests are shared with PostgreSQL: tests/stores.rs.
