@@ -31,6 +31,7 @@ fn config(leadership: Leadership) -> ServeConfig {
             .with_token("dash", Role::Viewer, "viewer-token-123")
             .allow_unauthenticated(&[Source::Alertmanager]),
         leadership,
+        recover_when_leading: true,
         ..ServeConfig::default()
     }
 }
@@ -200,6 +201,12 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
     let (status, _) = http("GET", &format!("{base_a}/readyz"), &[], vec![]).await;
     assert_eq!(status, 200);
 
+    // Before it goes, the leader trips the circuit breaker (stored with
+    // the rest of the guard state in the shared store).
+    let old = agent(&s);
+    old.guard.lock().unwrap().breaker_tripped = Some("3 actions in 10 minutes".into());
+    old.save_guard().unwrap();
+
     // The leader stops renewing (its process is gone): after the lease
     // duration the standby takes over, counts a transition, and serves.
     a.abort();
@@ -210,14 +217,32 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
     assert_eq!(held.transitions, 1);
     let (status, body) = post_alert(&base_b).await;
     assert_eq!(status, 202, "{body}");
-    wait_for("the new leader to resolve the incident", async || {
+    // It honours the breaker its predecessor tripped: the incident is
+    // escalated, nothing is rolled back.
+    wait_for("the new leader to escalate the incident", async || {
         let (_, list) = http("GET", &format!("{base_b}/api/incidents"), &[VIEWER], vec![]).await;
-        list.contains("\"resolved\"")
+        list.contains("\"escalated\"")
     })
     .await;
+    let text = metrics(&base_b).await;
+    assert_eq!(sample(&text, "runwarden_leader"), Some(1.0), "{text}");
     assert_eq!(
-        sample(&metrics(&base_b).await, "runwarden_leader"),
-        Some(1.0)
+        sample(&text, "runwarden_circuit_breaker_open"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"runwarden_actions_total{verdict="refused"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        s.world
+            .cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.revision),
+        Some(2),
+        "not rolled back"
     );
 }
 

@@ -251,6 +251,18 @@ impl Agent {
             .put_guard_state(&serde_json::to_value(&state).unwrap_or_default())
     }
 
+    /// Replaces the guard state in memory with the stored one: a replica
+    /// taking over must honour the cooldowns and the breaker the previous
+    /// leader recorded, not the state it loaded when it started.
+    pub fn reload_guard(&self) -> Result<(), StoreError> {
+        let stored = load_guard(self.store.as_ref())?;
+        *self
+            .guard
+            .lock()
+            .map_err(|_| StoreError::Db("guard state poisoned".into()))? = stored;
+        Ok(())
+    }
+
     /// Whether the circuit breaker is open, and why.
     pub fn breaker(&self) -> Option<String> {
         self.guard
@@ -443,6 +455,15 @@ pub struct AgentPaths<'a> {
     pub store: crate::store::StoreLocation,
 }
 
+fn load_guard(store: &dyn Store) -> Result<GuardState, StoreError> {
+    match store.guard_state()? {
+        Some(v) => {
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("guard state: {e}")))
+        }
+        None => Ok(GuardState::default()),
+    }
+}
+
 impl Agent {
     /// Loads plugins, the autonomy policy and runbooks, and opens the store.
     /// Plugins that fail to load are returned as problems; the rest serve.
@@ -458,11 +479,7 @@ impl Agent {
             AutonomyPolicy::load(&paths.policies.join(crate::policy::load::AUTONOMY_FILE))?;
         let runbooks = runbook::load_dir(paths.runbooks)?;
         let store = paths.store.open()?;
-        let guard = match store.guard_state()? {
-            Some(v) => serde_json::from_value(v)
-                .map_err(|e| StoreError::Corrupt(format!("guard state: {e}")))?,
-            None => GuardState::default(),
-        };
+        let guard = load_guard(store.as_ref())?;
         Ok((
             Agent {
                 registry: Arc::new(registry),

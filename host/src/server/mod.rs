@@ -34,9 +34,10 @@ pub struct ServeConfig {
     pub flush_every: Duration,
     /// Whether this replica leads (always, for a single replica).
     pub leadership: crate::leader::Leadership,
-    /// Settle the incidents a previous leader left mid-action when this
-    /// replica becomes the leader, before it opens any incident. (A single
-    /// replica does that before it listens.)
+    /// When this replica becomes the leader, before it opens any incident:
+    /// reload the guard state (cooldowns, breaker) the previous leader
+    /// stored, and settle the incidents it left mid-action. (A single
+    /// replica does both at start.)
     pub recover_when_leading: bool,
 }
 
@@ -235,6 +236,9 @@ impl Server {
             loop {
                 tick.tick().await;
                 if !recovered && flusher.leadership.is_leader() {
+                    if let Err(e) = flusher.agent.reload_guard() {
+                        tracing::error!("cannot reload the guard state: {e}");
+                    }
                     match flusher.agent.recover_interrupted().await {
                         Ok(ids) => {
                             for id in ids {
