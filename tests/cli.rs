@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::process::Command;
 
 fn runwarden(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+    let out = common::runwarden_command()
         .args(args)
-        .current_dir(common::workspace())
-        .env(
-            "RUNWARDEN_CACHE_DIR",
-            common::workspace().join("target/runwarden-test-cache"),
-        )
         .output()
         .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), common::output_text(&out))
 }
 
 #[test]

@@ -340,18 +340,20 @@ impl Postgres {
         pg
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, as the user that may run it.
+    fn command(&self, tool: &str) -> Command {
         let path = self.bin.join(tool);
-        let out = if self.as_postgres_user {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
+        if self.as_postgres_user {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
         } else {
-            Command::new(&path).args(args).output()
+            Command::new(path)
         }
-        .unwrap();
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -377,17 +379,10 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let path = self.bin.join("pg_ctl");
-        let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres_user {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"])
+            .output();
     }
 }
 
@@ -417,22 +412,13 @@ fn postgres_passes_the_same_suite_and_serves_the_whole_agent() {
     let url = pg.database("agent");
     let runwarden = |args: &[&str]| {
         let data = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        let out = common::runwarden_command()
             .args(["--store", &url, "--data-dir"])
             .arg(data.path())
             .args(args)
-            .current_dir(common::workspace())
-            .env(
-                "RUNWARDEN_CACHE_DIR",
-                common::workspace().join("target/runwarden-test-cache"),
-            )
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = common::output_text(&out);
         assert!(out.status.success(), "runwarden {args:?}: {text}");
         text
     };

@@ -10,6 +10,7 @@ pub mod incident;
 pub mod inspect;
 pub mod intake;
 pub mod leader;
+pub mod mcp;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;

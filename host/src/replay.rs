@@ -541,6 +541,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         (crate::analysis::PlannerKind::Llm, _) => "llm",
         (crate::analysis::PlannerKind::Runbook, true) => "runbook (llm fallback)",
         (crate::analysis::PlannerKind::Runbook, false) => "runbook",
+        (crate::analysis::PlannerKind::Mcp, _) => "mcp",
     };
     Ok(ScenarioResult {
         name,

@@ -35,6 +35,26 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The `runwarden` binary, run from the workspace with the shared test
+/// compile cache.
+pub fn runwarden_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runwarden"));
+    cmd.current_dir(workspace()).env(
+        "RUNWARDEN_CACHE_DIR",
+        workspace().join("target/runwarden-test-cache"),
+    );
+    cmd
+}
+
+/// A finished command's stdout and stderr, in that order.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// One engine per test process, like one per runwarden process.
 pub fn engine() -> Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();

@@ -23,6 +23,8 @@ pub enum Confidence {
 pub enum PlannerKind {
     Runbook,
     Llm,
+    /// An MCP client proposed the call (`runwarden mcp`).
+    Mcp,
 }
 
 /// One action a planner proposes: a tool call with its reason.

@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod demo;
 mod incident_cmd;
+mod mcp_cmd;
 mod plugin_cmd;
 mod policy_cmd;
 mod rbac_cmd;
@@ -124,6 +125,9 @@ enum Command {
     /// Validate policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Serve the granted tools and context sources to MCP clients (stdio,
+    /// or streamable HTTP with --listen), through the same guardrails.
+    Mcp(mcp_cmd::McpArgs),
     /// Print the Kubernetes Roles the granted k8s capabilities need, and
     /// nothing more (plus the leader-election Lease's with --lease).
     Rbac(rbac_cmd::RbacArgs),
@@ -160,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,
         Command::Policy(cmd) => policy_cmd::run(&cli, cmd).await,
         Command::Rbac(args) => rbac_cmd::run(&cli, args),
+        Command::Mcp(args) => mcp_cmd::run(&cli, args).await,
     }
 }
 

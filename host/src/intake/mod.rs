@@ -21,6 +21,8 @@ pub enum Sender {
     Grafana,
     Pagerduty,
     Opsgenie,
+    /// Not an alert: an MCP client asked for a tool call (`runwarden mcp`).
+    Mcp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

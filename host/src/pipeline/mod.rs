@@ -11,6 +11,7 @@ pub mod guard;
 pub mod recovery;
 pub mod redact;
 pub mod report;
+pub mod requested;
 
 use crate::analysis::runbook::{self, Runbook};
 use crate::analysis::{Decision, EvidenceItem};
@@ -392,7 +393,7 @@ impl Agent {
     }
 }
 
-fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
+pub(crate) fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
     EvidenceItem {
         source: e.source.clone(),
         kind: e.kind.clone(),

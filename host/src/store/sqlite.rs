@@ -89,17 +89,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(&format!(
             "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit WHERE {condition} ORDER BY seq"
         ))?;
-        let rows = stmt.query_map([param], |r| {
-            Ok(StoredRow {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                incident: r.get(2)?,
-                kind: r.get(3)?,
-                body: r.get(4)?,
-                prev_hash: r.get(5)?,
-                hash: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map([param], stored_row)?;
         rows.map(|row| row?.into_record()).collect()
     }
 
@@ -110,6 +100,20 @@ impl SqliteStore {
         self.conn()?.execute_batch(sql)?;
         Ok(())
     }
+}
+
+/// An audit row as stored (`SELECT seq, at, incident, kind, body,
+/// prev_hash, hash`).
+fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        incident: r.get(2)?,
+        kind: r.get(3)?,
+        body: r.get(4)?,
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
 }
 
 fn decode_incident(text: &str) -> Result<IncidentRecord, StoreError> {
@@ -280,17 +284,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare(
             "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit ORDER BY seq",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredRow {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                incident: r.get(2)?,
-                kind: r.get(3)?,
-                body: r.get(4)?,
-                prev_hash: r.get(5)?,
-                hash: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map([], stored_row)?;
         let rows: Vec<StoredRow> = rows.collect::<Result<_, _>>()?;
         Ok(verify_rows(rows))
     }
