@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone with only the Rust toolchain:
 # installs the wasm target, the Debian packages the end-to-end tests run
 # (prometheus, prometheus-alertmanager, postgresql — each test starts its own
-# server on loopback), builds the plugin components, runs
+# server on loopback), builds the plugin components (Rust, and the Python and
+# JavaScript examples with toolchains from PyPI and npm, cached), runs
 # every test, validates the Kubernetes manifests (scripts/validate-deploy.sh:
 # kubernetes-validate from PyPI, cached in ~/.cache/runwarden), then the
 # real-model tier (scripts/test-llm.sh: llama-cpp-python
@@ -21,6 +22,7 @@ if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/
 fi
 
 ./scripts/build-plugins.sh
+./scripts/build-polyglot-plugins.sh   # Python (componentize-py) and JavaScript (componentize-js) examples
 cargo test --locked
 ./scripts/validate-deploy.sh
 ./scripts/test-llm.sh

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 fn runwarden(args: &[&str]) -> (bool, String) {
     let out = common::runwarden_command()
         .args(args)

@@ -290,3 +290,32 @@ async fn a_redirect_to_an_ungranted_host_is_not_followed() {
     );
     assert_eq!(target.hits(), 0, "the ungranted target was never contacted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raw_socket_is_denied_even_with_http_granted_for_that_address() {
+    let w = world();
+    // A listener that counts connections: none may arrive.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    // Even with wasi:http granted to exactly this origin, a raw socket
+    // bypassing it is refused.
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\n"
+    ));
+    let called = plugin
+        .execute(&w.services, &call("tcp_connect", json!({"port": port})))
+        .await;
+    let err = called
+        .result
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("socket: ") && err.contains("access-denied"),
+        "socket creation denied: {err}"
+    );
+    assert!(listener.accept().is_err(), "nothing connected");
+    let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
+    assert!(next.result.is_ok());
+}

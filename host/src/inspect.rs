@@ -293,7 +293,10 @@ pub fn render(r: &Report) -> String {
             None if i.starts_with("runwarden:plugin/") => {
                 "always provided (types, own config)".to_string()
             }
-            None => "WASI base (no files, env, args or sockets)".to_string(),
+            None if i.starts_with("wasi:sockets/") => {
+                "linked, every socket and lookup denied (network only via wasi:http)".to_string()
+            }
+            None => "WASI base (no files, env or args)".to_string(),
         };
         let _ = writeln!(o, "  {i:<42} {note}");
     }

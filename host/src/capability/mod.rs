@@ -151,13 +151,12 @@ impl std::fmt::Display for Capability {
     }
 }
 
-/// Imports the host never provides, whatever the policy says: raw sockets and
-/// the incoming HTTP handler are not part of the plugin contract.
-const NEVER_PROVIDED: &[&str] = &[
-    "wasi:sockets/tcp-create-socket",
-    "wasi:sockets/udp-create-socket",
-    "wasi:sockets/ip-name-lookup",
-];
+/// Imports the host never provides, whatever the policy says. Raw sockets
+/// are *not* here: Python's and JavaScript's runtimes import them whether
+/// or not a plugin uses them, so they are linked — and every socket
+/// creation and name lookup is denied at run time (`sandbox/state.rs`), so
+/// the only way out is `wasi:http` through the http capability's checks.
+const NEVER_PROVIDED: &[&str] = &["wasi:http/incoming-handler"];
 
 /// An import the effective grant does not cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,10 +240,15 @@ mod tests {
                 "runwarden:plugin/k8s@0.1.0",
                 "wasi:io/streams@0.2.6",
                 "wasi:sockets/tcp-create-socket@0.2.6",
+                "wasi:http/incoming-handler@0.2.6",
             ],
             &effective,
         );
-        assert_eq!(bad.len(), 2);
+        assert_eq!(
+            bad.len(),
+            2,
+            "sockets link (and are denied at run time): {bad:?}"
+        );
         assert_eq!(bad[0].capability, Some(Capability::K8s));
         assert_eq!(bad[1].capability, None);
     }

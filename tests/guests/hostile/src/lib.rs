@@ -31,6 +31,7 @@ impl ToolGuest for Hostile {
             "secret_get",
             "log_flood",
             "k8s_flood",
+            "tcp_connect",
             "ok",
         ]
         .iter()
@@ -115,6 +116,7 @@ impl ToolGuest for Hostile {
                     }
                 }
             }
+            "tcp_connect" => tcp_connect(p.u32("port")?)?,
             "ok" => "fine".into(),
             other => return Err(Error::InvalidInput(format!("unknown tool {other}"))),
         };
@@ -124,6 +126,28 @@ impl ToolGuest for Hostile {
             detail_json: "{}".into(),
         })
     }
+}
+
+/// A raw TCP connection to 127.0.0.1:`port`, past wasi:http and its
+/// origin checks. Linked (Python and JavaScript runtimes import sockets)
+/// but every call must be denied.
+fn tcp_connect(port: u32) -> Result<String> {
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    let socket = wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
+        .map_err(|e| Error::Failed(format!("socket: {e:?}")))?;
+    let network = wasi::sockets::instance_network::instance_network();
+    let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port: u16::try_from(port).map_err(|e| Error::InvalidInput(e.to_string()))?,
+        address: (127, 0, 0, 1),
+    });
+    socket
+        .start_connect(&network, addr)
+        .map_err(|e| Error::Failed(format!("connect: {e:?}")))?;
+    socket.subscribe().block();
+    socket
+        .finish_connect()
+        .map_err(|e| Error::Failed(format!("connect: {e:?}")))?;
+    Ok("connected".into())
 }
 
 /// Recursion on the wasm call stack itself (no locals in linear memory), so
