@@ -22,8 +22,10 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$(cut -d= -f3 
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r plugins/python/requirements.txt
 fi
-if [ ! -d plugins/js/node_modules/@bytecodealliance/componentize-js ]; then
+lock=$(sha256sum plugins/js/package-lock.json | cut -d' ' -f1)
+if [ "$(cat plugins/js/node_modules/.runwarden-lock 2>/dev/null)" != "$lock" ]; then
   (cd plugins/js && npm ci --silent --no-audit --no-fund)
+  echo "$lock" > plugins/js/node_modules/.runwarden-lock
 fi
 
 # build NAME LANG DIR ENTRY WORLD: skipped when the inputs' digest is unchanged.

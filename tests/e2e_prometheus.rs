@@ -36,14 +36,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The demo cluster with its bad rollout 10 minutes ago (timestamps moved to now).
 fn cluster_now() -> SimulatedCluster {
     let now = chrono::Utc::now().timestamp_millis();

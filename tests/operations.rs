@@ -236,14 +236,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops_renewing() {
         Some(1.0),
         "{text}"
     );
-    assert_eq!(
-        s.world
-            .cluster
-            .deployment("payments", "payment-api")
-            .map(|d| d.revision),
-        Some(2),
-        "not rolled back"
-    );
+    assert_eq!(s.world.payment_api_revision(), Some(2), "not rolled back");
 }
 
 #[tokio::test]

@@ -88,13 +88,7 @@ async fn an_alertmanager_webhook_becomes_a_resolved_incident_with_a_report() {
     assert_eq!(status, 202);
     let inc = wait_for_state(&base, "resolved").await;
     let id = inc["id"].as_str().unwrap();
-    assert_eq!(
-        s.world
-            .cluster
-            .deployment("payments", "payment-api")
-            .map(|d| d.revision),
-        Some(3)
-    );
+    assert_eq!(s.world.payment_api_revision(), Some(3));
     let (status, report) = http(
         "GET",
         &format!("{base}/api/incidents/{id}/report"),
@@ -209,13 +203,7 @@ async fn approvals_over_http_need_the_token() {
     )
     .await;
     assert_eq!(status, 401);
-    assert_eq!(
-        s.world
-            .cluster
-            .deployment("payments", "payment-api")
-            .map(|d| d.revision),
-        Some(2)
-    );
+    assert_eq!(s.world.payment_api_revision(), Some(2));
     let (status, body) = http(
         "POST",
         &format!("{base}/api/approvals/{id}/approve"),
@@ -224,13 +212,7 @@ async fn approvals_over_http_need_the_token() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        s.world
-            .cluster
-            .deployment("payments", "payment-api")
-            .map(|d| d.revision),
-        Some(3)
-    );
+    assert_eq!(s.world.payment_api_revision(), Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,10 +282,7 @@ async fn roles_decide_who_may_read_approve_reset_and_switch_modes() {
     http("POST", &url("/webhooks/alertmanager"), &[], FIRING.into()).await;
     wait_for_state(&base, "open").await;
     assert_eq!(
-        s.world
-            .cluster
-            .deployment("payments", "payment-api")
-            .map(|d| d.revision),
+        s.world.payment_api_revision(),
         Some(2),
         "nothing mutating ran"
     );

@@ -299,7 +299,7 @@ impl Postgres {
                 .unwrap();
             assert!(ok.success());
         }
-        let port = free_port();
+        let port = common::free_port();
         let pg = Postgres {
             dir,
             bin,
@@ -384,14 +384,6 @@ impl Drop for Postgres {
             .args(["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"])
             .output();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

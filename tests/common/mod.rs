@@ -55,6 +55,14 @@ pub fn output_text(out: &std::process::Output) -> String {
     )
 }
 
+/// A loopback port nobody listens on (for servers a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// One engine per test process, like one per runwarden process.
 pub fn engine() -> Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -149,6 +157,15 @@ pub fn hostile(policy_body: &str) -> Plugin {
 pub struct World {
     pub cluster: Arc<SimulatedCluster>,
     pub services: HostServices,
+}
+
+impl World {
+    /// The rollout revision of payments/payment-api, the demo's service.
+    pub fn payment_api_revision(&self) -> Option<u64> {
+        self.cluster
+            .deployment("payments", "payment-api")
+            .map(|d| d.revision)
+    }
 }
 
 pub const SECRET_VALUE: &str = "xoxb-4242-TOP-SECRET-value";
