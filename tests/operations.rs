@@ -125,6 +125,28 @@ async fn metrics_need_a_viewer_and_count_what_an_incident_did() {
         "{text}"
     );
     assert_eq!(sample(&text, "runwarden_leader"), Some(1.0), "{text}");
+
+    // Prometheus's own linter accepts the exposition (names, types, help).
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    use std::io::Write as _;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         sample(&text, r#"runwarden_incidents{state="escalated"}"#),
         Some(0.0),

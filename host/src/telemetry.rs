@@ -154,6 +154,16 @@ pub fn gauge(name: &'static str, labels: &[(&'static str, String)], value: f64) 
     metrics::gauge!(name, labels).set(value);
 }
 
+/// Sets a counter kept elsewhere (intake, grouping) to its current total,
+/// so `rate()` works on it as on any Prometheus counter.
+pub fn counter_total(name: &'static str, labels: &[(&'static str, String)], total: u64) {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(*k, v.clone()))
+        .collect();
+    metrics::counter!(name, labels).absolute(total);
+}
+
 /// Log output: readable lines for a terminal, JSON lines for a collector.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -84,17 +84,17 @@ impl Server {
             .unwrap_or(true);
         telemetry::gauge(telemetry::BREAKER_OPEN, &[], if open { 1.0 } else { 0.0 });
         for (source, event, n) in self.intake.counts() {
-            telemetry::gauge(
+            telemetry::counter_total(
                 telemetry::INTAKE,
                 &[("source", source.to_string()), ("event", event.to_string())],
-                n as f64,
+                n,
             );
         }
         if let Ok(g) = self.grouper.lock() {
             let c = g.counters;
-            telemetry::gauge(telemetry::ALERTS_RECEIVED, &[], c.received as f64);
-            telemetry::gauge(telemetry::ALERTS_NOT_KEPT, &[], c.not_kept as f64);
-            telemetry::gauge(telemetry::ALERTS_OVERFLOWED, &[], c.overflowed as f64);
+            telemetry::counter_total(telemetry::ALERTS_RECEIVED, &[], c.received);
+            telemetry::counter_total(telemetry::ALERTS_NOT_KEPT, &[], c.not_kept);
+            telemetry::counter_total(telemetry::ALERTS_OVERFLOWED, &[], c.overflowed);
         }
         let leading = self.leadership.is_leader();
         telemetry::gauge(telemetry::IS_LEADER, &[], if leading { 1.0 } else { 0.0 });
