@@ -169,7 +169,7 @@ async fn http_origin_denied_then_granted() {
     let w = world();
     let server = serve("hello").await;
     let url = format!("http://127.0.0.1:{}/x", server.port);
-    let get = call("http_get", json!({"url": url}));
+    let get = http_get(&url);
 
     let other = serve("other").await;
     let plugin = hostile(&format!(
@@ -244,9 +244,7 @@ async fn metadata_addresses_in_any_spelling_are_refused_without_connecting() {
         "http://[::ffff:a9fe:a9fe]/",
         "http://[fd00:ec2::254]/",
     ] {
-        let called = plugin
-            .execute(&w.services, &call("http_get", json!({"url": url})))
-            .await;
+        let called = plugin.execute(&w.services, &http_get(url)).await;
         let reason = denied(&called.result).map(str::to_string);
         assert!(
             reason
@@ -317,13 +315,7 @@ async fn a_server_that_never_answers_hits_the_grants_timeout() {
     ));
     let started = std::time::Instant::now();
     let called = plugin
-        .execute(
-            &w.services,
-            &call(
-                "http_get",
-                json!({"url": format!("http://127.0.0.1:{port}/")}),
-            ),
-        )
+        .execute(&w.services, &http_get(&format!("http://127.0.0.1:{port}/")))
         .await;
     assert!(
         matches!(&called.result, Err(CallError::Plugin(PluginError::Unavailable(r))) if r.contains("Timeout")),

@@ -275,13 +275,7 @@ async fn a_redirect_to_an_ungranted_host_is_not_followed() {
         "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\n"
     ));
     let called = plugin
-        .execute(
-            &w.services,
-            &call(
-                "http_get",
-                json!({"url": format!("http://127.0.0.1:{port}/")}),
-            ),
-        )
+        .execute(&w.services, &http_get(&format!("http://127.0.0.1:{port}/")))
         .await;
     assert_eq!(
         called.result.map(|o| o.summary).ok().as_deref(),

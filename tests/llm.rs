@@ -79,6 +79,15 @@ fn record(agent: &Agent, id: &str, kind: &str) -> runwarden::store::AuditRecord 
         .unwrap_or_else(|| panic!("no {kind} record"))
 }
 
+/// Why the planner fell back to the runbook, as audited.
+fn fallback_reason(agent: &Agent, id: &str) -> String {
+    let fallback = record(agent, id, "planner-fallback");
+    fallback.body["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason: {fallback:?}"))
+        .to_string()
+}
+
 fn kinds(agent: &Agent, id: &str) -> Vec<String> {
     agent
         .store
@@ -136,15 +145,8 @@ async fn a_hypothesis_that_states_no_cause_falls_back_to_the_runbook() {
     let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
     let out = agent.handle(&[alert()]).await.unwrap();
     assert_eq!(out.decision.planner, PlannerKind::Runbook);
-    let fallback = record(&agent, &out.incident, "planner-fallback");
-    assert!(
-        fallback.body["reason"]
-            .as_str()
-            .unwrap()
-            .contains("does not state a cause"),
-        "{}",
-        fallback.body
-    );
+    let reason = fallback_reason(&agent, &out.incident);
+    assert!(reason.contains("does not state a cause"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,23 +209,13 @@ async fn garbage_falls_back_to_the_runbook_planner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_model_falls_back_to_the_runbook_planner() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let s = setup(|_, t| t);
     let agent = llm_agent(&s, format!("http://127.0.0.1:{port}/v1"));
     let out = agent.handle(&[alert()]).await.unwrap();
     assert_eq!(out.decision.planner, PlannerKind::Runbook);
-    let fallback = record(&agent, &out.incident, "planner-fallback");
-    assert!(
-        fallback.body["reason"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{fallback:?}"
-    );
+    let reason = fallback_reason(&agent, &out.incident);
+    assert!(reason.contains("unreachable"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

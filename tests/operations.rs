@@ -31,7 +31,6 @@ fn config(leadership: Leadership) -> ServeConfig {
             .with_token("dash", Role::Viewer, "viewer-token-123")
             .allow_unauthenticated(&[Source::Alertmanager]),
         leadership,
-        recover_when_leading: true,
         ..ServeConfig::default()
     }
 }

@@ -41,6 +41,17 @@ fn quick() -> ServeConfig {
 }
 
 const VIEWER: (&str, &str) = ("authorization", "Bearer viewer-token-123");
+/// Alertmanager's configured credential, and a config that requires it.
+const AM_AUTH: (&str, &str) = ("authorization", "Bearer am-secret-0123456789");
+
+fn alertmanager_needs(auth: WebhookAuth) -> ServeConfig {
+    ServeConfig {
+        access: Access::default()
+            .with_token("dash", Role::Viewer, "viewer-token-123")
+            .with_webhook(Source::Alertmanager, auth),
+        ..quick()
+    }
+}
 const APPROVER: (&str, &str) = ("authorization", "Bearer approver-token-123");
 const ADMIN: (&str, &str) = ("authorization", "Bearer admin-token-123");
 
@@ -297,15 +308,7 @@ async fn roles_decide_who_may_read_approve_reset_and_switch_modes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_need_their_sources_credential() {
     let s = setup(|_, t| t);
-    let config = ServeConfig {
-        access: Access::default()
-            .with_token("dash", Role::Viewer, "viewer-token-123")
-            .with_webhook(
-                Source::Alertmanager,
-                WebhookAuth::authorization("Bearer am-secret-0123456789"),
-            ),
-        ..quick()
-    };
+    let config = alertmanager_needs(WebhookAuth::authorization(AM_AUTH.1));
     let (base, server) = start(&s, config).await;
     let hook = format!("{base}/webhooks/alertmanager");
     let (status, _) = http("POST", &hook, &[], FIRING.into()).await;
@@ -332,13 +335,7 @@ async fn webhooks_need_their_sources_credential() {
         "nothing accepted"
     );
 
-    let (status, _) = http(
-        "POST",
-        &hook,
-        &[("authorization", "Bearer am-secret-0123456789")],
-        FIRING.into(),
-    )
-    .await;
+    let (status, _) = http("POST", &hook, &[AM_AUTH], FIRING.into()).await;
     assert_eq!(status, 202);
     let counters = intake_counters(&base).await;
     assert_eq!(counters["alertmanager"]["unauthorized"], 2, "{counters}");
@@ -349,17 +346,9 @@ async fn webhooks_need_their_sources_credential() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_is_shed_with_429_and_accepted_alerts_are_kept() {
     let s = setup(|_, t| t);
-    let config = ServeConfig {
-        access: Access::default()
-            .with_token("dash", Role::Viewer, "viewer-token-123")
-            .with_webhook(
-                Source::Alertmanager,
-                WebhookAuth::authorization("Bearer am-secret-0123456789").with_rate(0.01, 3),
-            ),
-        ..quick()
-    };
+    let config = alertmanager_needs(WebhookAuth::authorization(AM_AUTH.1).with_rate(0.01, 3));
     let (base, server) = start(&s, config).await;
-    let auth = ("authorization", "Bearer am-secret-0123456789");
+    let auth = AM_AUTH;
     let mut statuses = Vec::new();
     for i in 0..6 {
         let body = FIRING.replace("5c1f9a0e2b7d4c13", &format!("fp-{i}"));

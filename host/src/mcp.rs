@@ -139,9 +139,9 @@ impl McpServer {
         tools
     }
 
-    /// Runs one call; the answer is JSON text, `is_error` when nothing useful
-    /// happened (refused, failed, unknown tool).
-    pub async fn call(&self, name: &str, arguments: Value) -> (Value, bool) {
+    /// Runs one call for `client`; the answer is JSON text, `is_error` when
+    /// nothing useful happened (refused, failed, unknown tool).
+    pub async fn call(&self, client: &str, name: &str, arguments: Value) -> (Value, bool) {
         let Some(target) = parse(name) else {
             return (
                 json!({"error": format!("unknown tool `{name}`: tools are PLUGIN.TOOL or PLUGIN.gather")}),
@@ -152,7 +152,7 @@ impl McpServer {
             Target::Tool { plugin, tool } => {
                 match self
                     .agent
-                    .run_requested(&self.client, plugin, tool, arguments)
+                    .run_requested(client, plugin, tool, arguments)
                     .await
                 {
                     Ok(r) => {
@@ -169,11 +169,11 @@ impl McpServer {
                     Err(e) => (json!({"error": e.to_string()}), true),
                 }
             }
-            Target::Gather { plugin } => self.gather(plugin, arguments).await,
+            Target::Gather { plugin } => self.gather(client, plugin, arguments).await,
         }
     }
 
-    async fn gather(&self, plugin_name: &str, arguments: Value) -> (Value, bool) {
+    async fn gather(&self, client: &str, plugin_name: &str, arguments: Value) -> (Value, bool) {
         let Some(plugin) = self
             .agent
             .registry
@@ -228,10 +228,8 @@ impl McpServer {
         let audited = self.agent.store.append_audit(
             None,
             "mcp-gather",
-            &crate::pipeline::redact::redact_json(
-                &json!({"client": self.client, "source": plugin_name,
-                "alert": alert.name, "labels": alert.labels, "ok": !answer.1}),
-            ),
+            &crate::pipeline::redact::redact_json(&json!({"client": client, "source": plugin_name,
+                "alert": alert.name, "labels": alert.labels, "ok": !answer.1})),
         );
         if let Err(e) = audited {
             return (
@@ -333,14 +331,13 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         // Over HTTP, the caller is the access token's name.
-        let caller = context
+        let client = context
             .extensions
             .get::<http::request::Parts>()
             .and_then(|p| p.extensions.get::<Caller>())
-            .map(|c| McpServer::new(self.agent.clone(), format!("mcp:{}", c.0)));
-        let server = caller.as_ref().unwrap_or(self);
+            .map_or_else(|| self.client.clone(), |c| format!("mcp:{}", c.0));
         let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let (answer, is_error) = server.call(&request.name, arguments).await;
+        let (answer, is_error) = self.call(&client, &request.name, arguments).await;
         Ok(text_result(&answer, is_error))
     }
 }

@@ -145,23 +145,22 @@ pub fn action_denied() {
     metrics::counter!(ACTIONS, "verdict" => "denied-by-human").increment(1);
 }
 
-/// Sets a gauge read from state kept elsewhere.
-pub fn gauge(name: &'static str, labels: &[(&'static str, String)], value: f64) {
-    let labels: Vec<metrics::Label> = labels
+fn labels(pairs: &[(&'static str, String)]) -> Vec<metrics::Label> {
+    pairs
         .iter()
         .map(|(k, v)| metrics::Label::new(*k, v.clone()))
-        .collect();
-    metrics::gauge!(name, labels).set(value);
+        .collect()
+}
+
+/// Sets a gauge read from state kept elsewhere.
+pub fn gauge(name: &'static str, pairs: &[(&'static str, String)], value: f64) {
+    metrics::gauge!(name, labels(pairs)).set(value);
 }
 
 /// Sets a counter kept elsewhere (intake, grouping) to its current total,
 /// so `rate()` works on it as on any Prometheus counter.
-pub fn counter_total(name: &'static str, labels: &[(&'static str, String)], total: u64) {
-    let labels: Vec<metrics::Label> = labels
-        .iter()
-        .map(|(k, v)| metrics::Label::new(*k, v.clone()))
-        .collect();
-    metrics::counter!(name, labels).absolute(total);
+pub fn counter_total(name: &'static str, pairs: &[(&'static str, String)], total: u64) {
+    metrics::counter!(name, labels(pairs)).absolute(total);
 }
 
 /// Log output: readable lines for a terminal, JSON lines for a collector.

@@ -191,6 +191,11 @@ pub fn call(tool: &str, args: serde_json::Value) -> runwarden::bindings::types::
 }
 
 /// A loopback HTTP server answering every request with `body`, counting hits.
+/// The hostile guest's `http_get` of `url`.
+pub fn http_get(url: &str) -> runwarden::bindings::types::ToolCall {
+    call("http_get", serde_json::json!({"url": url}))
+}
+
 pub struct TestServer {
     pub port: u16,
     pub hits: Arc<AtomicUsize>,

@@ -97,7 +97,6 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         access = access.allow_unauthenticated(&Source::ALL);
     }
     let config = ServeConfig {
-        recover_when_leading: elector.is_some(),
         leadership,
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),

@@ -40,6 +40,11 @@ impl Leadership {
         }
     }
 
+    /// Several replicas elect a leader (rather than one always leading).
+    pub fn is_elected(&self) -> bool {
+        self.lease.is_some()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.leading.load(Ordering::Acquire)
     }

@@ -39,7 +39,7 @@ impl Server {
     pub fn readiness(&self) -> Vec<Check> {
         let store = self.agent.store.guard_state();
         let plugins = self.agent.registry.plugins().count();
-        let leading = self.leadership.is_leader();
+        let leadership = &self.config.leadership;
         vec![
             Check {
                 name: "store",
@@ -56,8 +56,8 @@ impl Server {
             },
             Check {
                 name: "leader",
-                ok: leading,
-                detail: self.leadership.describe(),
+                ok: leadership.is_leader(),
+                detail: leadership.describe(),
             },
         ]
     }
@@ -96,7 +96,7 @@ impl Server {
             telemetry::counter_total(telemetry::ALERTS_NOT_KEPT, &[], c.not_kept);
             telemetry::counter_total(telemetry::ALERTS_OVERFLOWED, &[], c.overflowed);
         }
-        let leading = self.leadership.is_leader();
+        let leading = self.config.leadership.is_leader();
         telemetry::gauge(telemetry::IS_LEADER, &[], if leading { 1.0 } else { 0.0 });
         Some(handle.render())
     }

@@ -32,13 +32,12 @@ pub struct ServeConfig {
     pub access: Access,
     /// How often due groups are turned into incidents.
     pub flush_every: Duration,
-    /// Whether this replica leads (always, for a single replica).
+    /// Whether this replica leads (always, for a single replica). An
+    /// elected replica, when it becomes the leader and before it opens any
+    /// incident, reloads the guard state (cooldowns, breaker) the previous
+    /// leader stored and settles the incidents it left mid-action; a single
+    /// replica does both at start, before it listens (`serve_cmd.rs`).
     pub leadership: crate::leader::Leadership,
-    /// When this replica becomes the leader, before it opens any incident:
-    /// reload the guard state (cooldowns, breaker) the previous leader
-    /// stored, and settle the incidents it left mid-action. (A single
-    /// replica does both at start.)
-    pub recover_when_leading: bool,
 }
 
 impl Default for ServeConfig {
@@ -49,7 +48,6 @@ impl Default for ServeConfig {
             access: Access::default(),
             flush_every: Duration::from_millis(500),
             leadership: crate::leader::Leadership::single(),
-            recover_when_leading: false,
         }
     }
 }
@@ -60,7 +58,6 @@ pub struct Server {
     pub config: ServeConfig,
     pub limiter: access::RateLimiter,
     pub intake: IntakeCounters,
-    pub leadership: crate::leader::Leadership,
     /// `None` if the process could not install the recorder.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -77,6 +74,12 @@ pub enum IntakeEvent {
     Shed = 2,
     Unauthorized = 3,
     Malformed = 4,
+}
+
+impl IntakeEvent {
+    /// Each event's name, indexed by its value.
+    pub const NAMES: [&'static str; 5] =
+        ["accepted", "alerts", "shed", "unauthorized", "malformed"];
 }
 
 impl IntakeCounters {
@@ -97,11 +100,10 @@ impl IntakeCounters {
 
     /// Every counter as (source, event, count).
     pub fn counts(&self) -> Vec<(&'static str, &'static str, u64)> {
-        const EVENTS: [&str; 5] = ["accepted", "alerts", "shed", "unauthorized", "malformed"];
         self.0
             .iter()
             .flat_map(|(s, c)| {
-                EVENTS
+                IntakeEvent::NAMES
                     .iter()
                     .zip(c.iter())
                     .map(|(e, n)| (s.name(), *e, n.load(std::sync::atomic::Ordering::Relaxed)))
@@ -109,20 +111,17 @@ impl IntakeCounters {
             .collect()
     }
 
+    /// `{source: {event: count}}`, for `/api/intake`.
     pub fn snapshot(&self) -> serde_json::Value {
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        serde_json::Value::Object(
-            self.0
-                .iter()
-                .map(|(s, c)| {
-                    (
-                        s.name().to_string(),
-                        serde_json::json!({"accepted": load(&c[0]), "alerts": load(&c[1]),
-                            "shed": load(&c[2]), "unauthorized": load(&c[3]), "malformed": load(&c[4])}),
-                    )
-                })
-                .collect(),
-        )
+        let mut out = serde_json::Map::new();
+        for (source, event, n) in self.counts() {
+            if let serde_json::Value::Object(events) =
+                out.entry(source).or_insert_with(|| serde_json::json!({}))
+            {
+                events.insert(event.to_string(), n.into());
+            }
+        }
+        serde_json::Value::Object(out)
     }
 }
 
@@ -142,14 +141,12 @@ pub async fn spawn_on_loopback(app: Router) -> std::io::Result<String> {
 
 impl Server {
     pub fn new(agent: Arc<Agent>, config: ServeConfig) -> Arc<Self> {
-        let leadership = config.leadership.clone();
         Arc::new(Server {
             grouper: Mutex::new(Grouper::new(config.grouping.clone())),
             agent,
             config,
             limiter: access::RateLimiter::default(),
             intake: IntakeCounters::new(),
-            leadership,
             metrics: crate::telemetry::install()
                 .inspect_err(|e| tracing::error!("{e}"))
                 .ok(),
@@ -184,7 +181,7 @@ impl Server {
     pub fn flush(self: &Arc<Self>) -> Vec<String> {
         // A standby holds no groups (its webhooks answer 503), and must not
         // act even if it did.
-        if !self.leadership.is_leader() {
+        if !self.config.leadership.is_leader() {
             return vec![];
         }
         let due: Vec<(crate::incident::grouping::GroupKey, Vec<Alert>)> = {
@@ -232,10 +229,11 @@ impl Server {
         let flusher = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(flusher.config.flush_every);
-            let mut recovered = !flusher.config.recover_when_leading;
+            let leadership = &flusher.config.leadership;
+            let mut recovered = !leadership.is_elected();
             loop {
                 tick.tick().await;
-                if !recovered && flusher.leadership.is_leader() {
+                if !recovered && leadership.is_leader() {
                     if let Err(e) = flusher.agent.reload_guard() {
                         tracing::error!("cannot reload the guard state: {e}");
                     }

@@ -79,7 +79,7 @@ impl IntoResponse for NotAdmitted {
 
 /// Leadership, rate limit, then credentials, before the body is looked at.
 fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), NotAdmitted> {
-    if !server.leadership.is_leader() {
+    if !server.config.leadership.is_leader() {
         return Err(NotAdmitted::Standby);
     }
     let access = &server.config.access;
