@@ -44,7 +44,9 @@ async fn k8s_namespace_denied_then_granted() {
     );
 
     let plugin = hostile(CHECKOUT_ONLY);
-    let called = plugin.execute(&w.services, &scale).await;
+    let called = plugin
+        .execute(&w.services, &scale, common::grant_only())
+        .await;
     let reason = denied(&called.result).expect("typed denial");
     assert!(
         reason.contains("namespace `payments` is not granted"),
@@ -63,7 +65,9 @@ async fn k8s_namespace_denied_then_granted() {
     ));
 
     let plugin = hostile(PAYMENTS_SCALE);
-    let called = plugin.execute(&w.services, &scale).await;
+    let called = plugin
+        .execute(&w.services, &scale, common::grant_only())
+        .await;
     assert!(called.result.is_ok(), "{:?}", called.result);
     assert_eq!(
         w.cluster
@@ -81,7 +85,13 @@ async fn k8s_replicas_above_max_denied_then_allowed_within() {
         "k8s_scale",
         json!({"namespace": "payments", "name": "payment-api", "replicas": 7}),
     );
-    let reason = denied(&plugin.execute(&w.services, &too_many).await.result).map(str::to_string);
+    let reason = denied(
+        &plugin
+            .execute(&w.services, &too_many, common::grant_only())
+            .await
+            .result,
+    )
+    .map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("max_replicas (6)")));
     assert_eq!(
         w.cluster
@@ -94,7 +104,13 @@ async fn k8s_replicas_above_max_denied_then_allowed_within() {
         "k8s_scale",
         json!({"namespace": "payments", "name": "payment-api", "replicas": 6}),
     );
-    assert!(plugin.execute(&w.services, &ok).await.result.is_ok());
+    assert!(
+        plugin
+            .execute(&w.services, &ok, common::grant_only())
+            .await
+            .result
+            .is_ok()
+    );
     assert_eq!(
         w.cluster
             .deployment("payments", "payment-api")
@@ -112,7 +128,13 @@ async fn k8s_pods_per_action_denied_then_allowed() {
         "k8s_delete_pods",
         json!({"namespace": "payments", "pods": pods}),
     );
-    let reason = denied(&plugin.execute(&w.services, &all).await.result).map(str::to_string);
+    let reason = denied(
+        &plugin
+            .execute(&w.services, &all, common::grant_only())
+            .await
+            .result,
+    )
+    .map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("max_pods_per_action (2)")));
     assert_eq!(w.cluster.pod_names("payments"), pods, "no pod deleted");
 
@@ -120,7 +142,13 @@ async fn k8s_pods_per_action_denied_then_allowed() {
         "k8s_delete_pods",
         json!({"namespace": "payments", "pods": &pods[..2]}),
     );
-    assert!(plugin.execute(&w.services, &two).await.result.is_ok());
+    assert!(
+        plugin
+            .execute(&w.services, &two, common::grant_only())
+            .await
+            .result
+            .is_ok()
+    );
     assert_ne!(w.cluster.pod_names("payments"), pods);
 }
 
@@ -132,7 +160,13 @@ async fn k8s_operation_not_granted_is_denied() {
         "k8s_scale",
         json!({"namespace": "payments", "name": "payment-api", "replicas": 4}),
     );
-    let reason = denied(&plugin.execute(&w.services, &scale).await.result).map(str::to_string);
+    let reason = denied(
+        &plugin
+            .execute(&w.services, &scale, common::grant_only())
+            .await
+            .result,
+    )
+    .map(str::to_string);
     assert!(reason.is_some_and(|r| r.contains("`scale` is not granted")));
     assert_eq!(
         w.cluster
@@ -176,7 +210,9 @@ async fn http_origin_denied_then_granted() {
         "[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n",
         other.port
     ));
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     let reason = denied(&called.result).expect("typed denial");
     assert!(reason.contains("does not grant this origin"), "{reason}");
     assert_eq!(server.hits(), 0, "the request never left the host");
@@ -190,7 +226,9 @@ async fn http_origin_denied_then_granted() {
         "[grants.http]\nallow = [\"http://127.0.0.1:{}\"]\n",
         server.port
     ));
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     assert_eq!(
         called.result.map(|o| o.summary).ok().as_deref(),
         Some("status 200 (5 bytes)")
@@ -213,7 +251,9 @@ async fn a_granted_name_resolving_to_loopback_is_refused_until_named() {
         "[grants.http]\nallow = [\"http://localhost:{}\"]\n",
         server.port
     ));
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     let reason = denied(&called.result).expect("typed denial");
     assert!(reason.contains("address the policy forbids"), "{reason}");
     assert_eq!(server.hits(), 0);
@@ -227,7 +267,9 @@ async fn a_granted_name_resolving_to_loopback_is_refused_until_named() {
         "[grants.http]\nallow = [\"http://localhost:{}\"]\nallow_private_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n",
         server.port
     ));
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     assert!(called.result.is_ok(), "{:?}", called.result);
     assert_eq!(server.hits(), 1);
 }
@@ -244,7 +286,9 @@ async fn metadata_addresses_in_any_spelling_are_refused_without_connecting() {
         "http://[::ffff:a9fe:a9fe]/",
         "http://[fd00:ec2::254]/",
     ] {
-        let called = plugin.execute(&w.services, &http_get(url)).await;
+        let called = plugin
+            .execute(&w.services, &http_get(url), common::grant_only())
+            .await;
         let reason = denied(&called.result).map(str::to_string);
         assert!(
             reason
@@ -266,11 +310,15 @@ async fn secrets_denied_then_granted_and_never_recorded() {
     let get = call("secret_get", json!({"name": "slack-webhook"}));
 
     let plugin = hostile("[grants.secrets]\nnames = [\"cloudflare-token\"]\n");
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     assert!(denied(&called.result).is_some_and(|r| r.contains("`slack-webhook` is not granted")));
 
     let plugin = hostile("[grants.secrets]\nnames = [\"slack-webhook\"]\n");
-    let called = plugin.execute(&w.services, &get).await;
+    let called = plugin
+        .execute(&w.services, &get, common::grant_only())
+        .await;
     let expected = format!("secret has {} bytes", SECRET_VALUE.len());
     assert_eq!(
         called.result.as_ref().map(|o| o.summary.as_str()).ok(),
@@ -289,7 +337,11 @@ async fn log_lines_are_bounded_per_call() {
     let w = world();
     let plugin = hostile("[limits]\nmax_log_lines = 10\ntimeout_ms = 20000\n\n[grants.log]\n");
     let called = plugin
-        .execute(&w.services, &call("log_flood", json!({})))
+        .execute(
+            &w.services,
+            &call("log_flood", json!({})),
+            common::grant_only(),
+        )
         .await;
     assert!(called.result.is_ok(), "{:?}", called.result);
     assert_eq!(called.report.logs.len(), 10);
@@ -315,7 +367,11 @@ async fn a_server_that_never_answers_hits_the_grants_timeout() {
     ));
     let started = std::time::Instant::now();
     let called = plugin
-        .execute(&w.services, &http_get(&format!("http://127.0.0.1:{port}/")))
+        .execute(
+            &w.services,
+            &http_get(&format!("http://127.0.0.1:{port}/")),
+            common::grant_only(),
+        )
         .await;
     assert!(
         matches!(&called.result, Err(CallError::Plugin(PluginError::Unavailable(r))) if r.contains("Timeout")),

@@ -82,14 +82,11 @@ async fn renewing_a_certificate_is_denied_until_granted_then_confirmed() {
         plan.summary.contains("payments/payment-api-tls"),
         "{plan:?}"
     );
-    assert!(
-        plan.changes[0]
-            .before
-            .as_deref()
-            .unwrap()
-            .contains("revision 3")
-    );
-    let r = read_only.execute(&services, &renew).await.result;
+    assert!(plan.changes[0].description.contains("revision 3"));
+    let r = read_only
+        .execute(&services, &renew, common::grant_only())
+        .await
+        .result;
     assert!(denied(&r), "{r:?}");
     assert_eq!(
         revision(&cluster, "payment-api-tls"),
@@ -99,13 +96,13 @@ async fn renewing_a_certificate_is_denied_until_granted_then_confirmed() {
 
     let (_f, granted) = cert_plugin("[\"read\", \"renew-certificate\"]");
     let outcome = granted
-        .execute(&services, &renew)
+        .execute(&services, &renew, common::grant_only())
         .await
         .result
         .expect("renewed");
     assert_eq!(outcome.summary, "re-issued and confirmed 1 certificate(s)");
     assert_eq!(revision(&cluster, "payment-api-tls"), Some(4));
-    let after = outcome.changes[0].after.as_deref().unwrap();
+    let after = outcome.changes[0].description.as_str();
     let fresh = after.contains("(90 days left)") || after.contains("(89 days left)");
     assert!(after.contains("revision 4") && fresh, "{after}");
 }
@@ -121,6 +118,7 @@ async fn a_certificate_outside_the_granted_namespaces_is_denied() {
                 "renew_certificate",
                 json!({"namespace": "kube-system", "name": "payment-api-tls"}),
             ),
+            common::grant_only(),
         )
         .await
         .result;
@@ -138,6 +136,7 @@ async fn a_failing_issuer_is_reported_with_its_reason() {
                 "renew_certificate",
                 json!({"namespace": "payments", "name": "payment-api-tls"}),
             ),
+            common::grant_only(),
         )
         .await
         .result;
@@ -159,12 +158,22 @@ async fn only_certificates_expiring_within_the_window_are_renewed() {
                 "renew_expiring_certificates",
                 json!({"namespace": "payments", "within_days": 14}),
             ),
+            common::grant_only(),
         )
         .await
         .result
         .expect("renewed");
-    let renewed: Vec<&str> = outcome.changes.iter().map(|c| c.target.as_str()).collect();
-    assert_eq!(renewed, ["certificate payments/payment-api-tls"]);
+    let renewed: Vec<String> = outcome
+        .changes
+        .iter()
+        .filter_map(|c| match &c.effect {
+            runwarden::bindings::types::ChangeEffect::CertificateRenewal(o) => {
+                Some(format!("{}/{}", o.namespace, o.name))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(renewed, ["payments/payment-api-tls"]);
     assert_eq!(revision(&cluster, "payment-api-tls"), Some(4));
     assert_eq!(
         revision(&cluster, "admin-tls"),
@@ -316,7 +325,10 @@ async fn failover_without_the_token_grant_is_denied_then_switches_the_record() {
     let (cf, health) = (dns.cloudflare.origin.clone(), dns.health_origin());
 
     let (_f, no_secret) = dns.plugin(&[&cf, &health], "[]");
-    let r = no_secret.execute(&services, &failover()).await.result;
+    let r = no_secret
+        .execute(&services, &failover(), common::grant_only())
+        .await
+        .result;
     assert!(denied(&r), "{r:?}");
     assert!(
         dns.cloudflare.methods().is_empty(),
@@ -326,7 +338,7 @@ async fn failover_without_the_token_grant_is_denied_then_switches_the_record() {
 
     let (_f, granted) = dns.granted();
     let outcome = granted
-        .execute(&services, &failover())
+        .execute(&services, &failover(), common::grant_only())
         .await
         .result
         .expect("failed over");
@@ -345,7 +357,7 @@ async fn failover_without_the_token_grant_is_denied_then_switches_the_record() {
 
     // Running again is a no-op: the record already points at the secondary.
     let again = granted
-        .execute(&services, &failover())
+        .execute(&services, &failover(), common::grant_only())
         .await
         .result
         .expect("no-op");
@@ -378,7 +390,10 @@ async fn an_unhealthy_secondary_stops_the_failover_before_any_dns_call() {
         plan.summary
     );
 
-    let r = plugin.execute(&services, &failover()).await.result;
+    let r = plugin
+        .execute(&services, &failover(), common::grant_only())
+        .await
+        .result;
     let Err(CallError::Plugin(PluginError::Failed(why))) = &r else {
         panic!("{r:?}")
     };
@@ -396,7 +411,7 @@ async fn a_health_check_origin_outside_the_grant_is_denied() {
     let cf = dns.cloudflare.origin.clone();
     let (_f, plugin) = dns.plugin(&[&cf], "[\"cloudflare-api-token\"]");
     let r = plugin
-        .execute(&services_with_token(), &failover())
+        .execute(&services_with_token(), &failover(), common::grant_only())
         .await
         .result;
     assert!(denied(&r), "{r:?}");
@@ -429,6 +444,7 @@ async fn the_failover_target_is_the_operators_not_the_callers() {
         .execute(
             &services_with_token(),
             &call("failover_dns_record", json!({"record": "www.example.com"})),
+            common::grant_only(),
         )
         .await
         .result;

@@ -31,7 +31,7 @@ fn inspect_shows_a_reviewer_tools_capabilities_and_pin() {
     assert!(ok, "{out}");
     assert!(out.contains("(matches the policy's pin)"), "{out}");
     assert!(
-        out.contains("runwarden:plugin/k8s@0.1.0") && out.contains("capability k8s: granted"),
+        out.contains("runwarden:plugin/k8s@0.2.0") && out.contains("capability k8s: granted"),
         "{out}"
     );
     assert!(
@@ -41,33 +41,118 @@ fn inspect_shows_a_reviewer_tools_capabilities_and_pin() {
     assert!(out.contains("max_replicas 10"), "{out}");
 }
 
+/// `runwarden` with its own data directory (store, audit trail) and user.
+fn operator(data: &std::path::Path, user: &str, args: &[&str]) -> (bool, String) {
+    let out = common::runwarden_command()
+        .arg("--data-dir")
+        .arg(data)
+        .env("USER", user)
+        .args(args)
+        .output()
+        .expect("runs");
+    (out.status.success(), common::output_text(&out))
+}
+
 #[test]
-fn plugin_call_is_denied_outside_the_grant_then_allowed_inside() {
-    let (ok, out) = runwarden(&[
-        "plugin",
-        "call",
-        "k8s-remediation",
-        "scale_deployment",
-        "--params",
+fn plugin_call_is_an_audited_operator_action_through_the_guardrails() {
+    let data = tempfile::tempdir().expect("tmp");
+    let call = |user: &str, params: &str, extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "call",
+            "k8s-remediation",
+            "scale_deployment",
+            "--params",
+            params,
+        ];
+        args.extend_from_slice(extra);
+        operator(data.path(), user, &args)
+    };
+    // Outside the grant: refused before anything runs.
+    let (ok, out) = call(
+        "alice",
         r#"{"namespace":"kube-system","name":"coredns","replicas":5}"#,
-    ]);
+        &[],
+    );
     assert!(!ok);
     assert!(
-        out.contains("DENIED: namespace `kube-system` is not granted"),
+        out.contains("refused at capability")
+            && out.contains("namespace `kube-system` is not granted"),
         "{out}"
     );
 
-    let (ok, out) = runwarden(&[
-        "plugin",
-        "call",
-        "k8s-remediation",
-        "scale_deployment",
-        "--json",
-        "--params",
+    // Inside the grant: an operator's request has low confidence, so the
+    // shipped autonomy policy wants a human — and not the one who asked.
+    let (ok, out) = call(
+        "alice",
         r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
-    ]);
+        &[],
+    );
     assert!(ok, "{out}");
-    assert!(out.contains("\"after\": \"5\""), "{out}");
+    assert!(out.contains("waiting for approval APR-1"), "{out}");
+    assert!(
+        out.contains("effect: scale Deployment payments/payment-api: 3 -> 5"),
+        "{out}"
+    );
+    let (ok, out) = operator(data.path(), "alice", &["approve", "APR-1"]);
+    assert!(!ok);
+    assert!(
+        out.contains("cli:alice requested this action and cannot approve it"),
+        "{out}"
+    );
+    let (_, out) = operator(data.path(), "bob", &["approve", "APR-1"]);
+    assert!(
+        out.contains("scale deployment payments/payment-api: 3 -> 5"),
+        "{out}"
+    );
+    let (ok, out) = operator(data.path(), "carol", &["deny", "APR-1"]);
+    assert!(!ok);
+    assert!(
+        out.contains("already Approved, decided by cli:bob"),
+        "{out}"
+    );
+
+    // The admin override skips the autonomy step, and says so — but not
+    // the cooldown: payment-api was just scaled.
+    let (ok, out) = call(
+        "alice",
+        r#"{"namespace":"payments","name":"payment-api","replicas":4}"#,
+        &["--skip-autonomy", "--json"],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("explicit admin override (cli:alice)"), "{out}");
+    assert!(out.contains("cooldown is 15 min"), "{out}");
+    let (ok, out) = call(
+        "alice",
+        r#"{"namespace":"checkout","name":"checkout-web","replicas":3}"#,
+        &["--skip-autonomy"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("overridden"), "{out}");
+    let (ok, audit) = operator(data.path(), "alice", &["audit", "show"]);
+    assert!(ok, "{audit}");
+    for kind in [
+        "\"intent\"",
+        "\"execution\"",
+        "OperatorToolCall",
+        "cli:alice",
+    ] {
+        assert!(audit.contains(kind), "{kind} missing from the audit trail");
+    }
+    let (ok, verified) = operator(data.path(), "alice", &["audit", "verify"]);
+    assert!(ok && verified.contains("hash chain verified"), "{verified}");
+
+    // --dry-run plans only and records nothing new.
+    let (ok, out) = call(
+        "alice",
+        r#"{"namespace":"payments","name":"payment-api","replicas":6}"#,
+        &["--dry-run"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("effect: scale Deployment payments/payment-api: 3 -> 6"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -89,14 +174,19 @@ fn a_broken_policy_is_reported_with_file_line_and_field() {
 
 #[test]
 fn invalid_arguments_are_rejected_before_anything_runs() {
-    let (ok, out) = runwarden(&[
-        "plugin",
-        "call",
-        "k8s-remediation",
-        "scale_deployment",
-        "--params",
-        r#"{"namespace":"payments"}"#,
-    ]);
+    let data = tempfile::tempdir().expect("tmp");
+    let (ok, out) = operator(
+        data.path(),
+        "alice",
+        &[
+            "plugin",
+            "call",
+            "k8s-remediation",
+            "scale_deployment",
+            "--params",
+            r#"{"namespace":"payments"}"#,
+        ],
+    );
     assert!(!ok);
     assert!(
         out.contains("violate its schema") && out.contains("replicas"),

@@ -38,13 +38,8 @@ fn write_spinning_tool(policies: &Path) {
         ),
     )
     .unwrap();
-    let autonomy = policies.join("autonomy.toml");
-    let text = std::fs::read_to_string(&autonomy).unwrap().replacen(
-        "[[action]]",
-        "[[action]]\ntool = \"spin\"\nauto_execute_if = { min_confidence = \"low\", max_risk = \"high\", service_tiers = [\"2\"] }\n\n[[action]]",
-        1,
-    );
-    std::fs::write(autonomy, text).unwrap();
+    // The spin tool plans no effects: with nothing to judge it passes the
+    // autonomy step, and its execute can change nothing (plan binding).
 }
 
 fn write_runbook(runbooks: &Path) {

@@ -19,12 +19,16 @@ const LIMITED: &str =
 async fn fault_then_recover(tool: &str) -> PluginFault {
     let w = world();
     let plugin = hostile(LIMITED);
-    let called = plugin.execute(&w.services, &call(tool, json!({}))).await;
+    let called = plugin
+        .execute(&w.services, &call(tool, json!({})), common::grant_only())
+        .await;
     let fault = match called.result {
         Err(CallError::Fault(f)) => f,
         other => panic!("{tool}: expected a plugin fault, got {other:?}"),
     };
-    let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
+    let next = plugin
+        .execute(&w.services, &call("ok", json!({})), common::grant_only())
+        .await;
     assert_eq!(
         next.result.map(|o| o.summary).ok().as_deref(),
         Some("fine"),
@@ -107,7 +111,7 @@ async fn an_ungranted_import_refuses_to_load() {
         assert!(caps.contains(&cap), "{cap} missing from {imports:?}");
     }
     let message = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("runwarden:plugin/k8s@0.1.0"), "{message}");
+    assert!(message.contains("runwarden:plugin/k8s@0.2.0"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,7 +180,7 @@ async fn concurrent_faults_do_not_disturb_good_calls() {
             (
                 tool,
                 plugin
-                    .execute(&services, &call(tool, json!({})))
+                    .execute(&services, &call(tool, json!({})), common::grant_only())
                     .await
                     .result,
             )
@@ -201,7 +205,11 @@ async fn a_flood_of_host_calls_is_stopped_by_the_deadline() {
         "{LIMITED}[grants.k8s]\nnamespaces = [\"payments\"]\noperations = [\"read\"]\n"
     ));
     let called = plugin
-        .execute(&w.services, &call("k8s_flood", json!({})))
+        .execute(
+            &w.services,
+            &call("k8s_flood", json!({})),
+            common::grant_only(),
+        )
         .await;
     assert!(
         matches!(
@@ -211,7 +219,9 @@ async fn a_flood_of_host_calls_is_stopped_by_the_deadline() {
         "{:?}",
         called.result
     );
-    let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
+    let next = plugin
+        .execute(&w.services, &call("ok", json!({})), common::grant_only())
+        .await;
     assert!(next.result.is_ok(), "the host serves the next call");
 }
 
@@ -275,7 +285,11 @@ async fn a_redirect_to_an_ungranted_host_is_not_followed() {
         "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\n"
     ));
     let called = plugin
-        .execute(&w.services, &http_get(&format!("http://127.0.0.1:{port}/")))
+        .execute(
+            &w.services,
+            &http_get(&format!("http://127.0.0.1:{port}/")),
+            common::grant_only(),
+        )
         .await;
     assert_eq!(
         called.result.map(|o| o.summary).ok().as_deref(),
@@ -298,7 +312,11 @@ async fn a_raw_socket_is_denied_even_with_http_granted_for_that_address() {
         "[grants.http]\nallow = [\"http://127.0.0.1:{port}\"]\n"
     ));
     let called = plugin
-        .execute(&w.services, &call("tcp_connect", json!({"port": port})))
+        .execute(
+            &w.services,
+            &call("tcp_connect", json!({"port": port})),
+            common::grant_only(),
+        )
         .await;
     let err = called
         .result
@@ -310,6 +328,8 @@ async fn a_raw_socket_is_denied_even_with_http_granted_for_that_address() {
         "socket creation denied: {err}"
     );
     assert!(listener.accept().is_err(), "nothing connected");
-    let next = plugin.execute(&w.services, &call("ok", json!({}))).await;
+    let next = plugin
+        .execute(&w.services, &call("ok", json!({})), common::grant_only())
+        .await;
     assert!(next.result.is_ok());
 }

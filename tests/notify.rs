@@ -136,6 +136,7 @@ async fn slack_refuses_a_webhook_url_outside_its_grant() {
         .execute(
             &agent.registry.services,
             &call("post_message", json!({"text": "hi"})),
+            common::grant_only(),
         )
         .await;
     assert!(

@@ -249,7 +249,7 @@ async fn k8s_remediation_plans_without_change_then_rolls_back() {
     );
 
     let outcome = plugin
-        .execute(&w.services, &rollback)
+        .execute(&w.services, &rollback, common::grant_only())
         .await
         .result
         .expect("rollback");
@@ -286,6 +286,7 @@ async fn k8s_remediation_restarts_at_most_the_granted_pods() {
                 "restart_pods",
                 json!({"namespace": "payments", "name": "payment-api"}),
             ),
+            common::grant_only(),
         )
         .await;
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);

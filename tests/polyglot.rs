@@ -117,9 +117,18 @@ async fn python_tool_plans_without_changing_and_deletes_only_within_its_limit() 
             &call("restart_crashlooping_pods", args.clone()),
         )
         .await;
-    assert_eq!(plan.result.unwrap().changes.len(), 3);
+    let plan = plan.result.unwrap();
+    let planned_pods = plan.changes.iter().find_map(|c| match &c.effect {
+        runwarden::bindings::types::ChangeEffect::RestartPods(r) => Some(r.pods.len()),
+        _ => None,
+    });
+    assert_eq!(planned_pods, Some(3), "{plan:?}");
     let called = tool
-        .execute(&w.services, &call("restart_crashlooping_pods", args))
+        .execute(
+            &w.services,
+            &call("restart_crashlooping_pods", args),
+            common::grant_only(),
+        )
         .await;
     assert!(denied(&called.result).contains("max_pods_per_action"));
     assert_eq!(pods(), before, "nothing deleted");
@@ -127,7 +136,11 @@ async fn python_tool_plans_without_changing_and_deletes_only_within_its_limit() 
     // Only the worst one: allowed.
     let args = json!({"namespace": "payments", "service": "payment-api", "min_restarts": 5});
     let called = tool
-        .execute(&w.services, &call("restart_crashlooping_pods", args))
+        .execute(
+            &w.services,
+            &call("restart_crashlooping_pods", args),
+            common::grant_only(),
+        )
         .await;
     let outcome = called.result.unwrap();
     assert!(
@@ -186,6 +199,7 @@ async fn javascript_tool_scales_within_max_replicas_and_is_denied_above() {
                 "scale_deployment_by",
                 json!({"namespace": "payments", "name": "payment-api", "delta": 9}),
             ),
+            common::grant_only(),
         )
         .await;
     assert!(denied(&called.result).contains("max_replicas"));
@@ -198,6 +212,7 @@ async fn javascript_tool_scales_within_max_replicas_and_is_denied_above() {
                 "scale_deployment_by",
                 json!({"namespace": "payments", "name": "payment-api", "delta": 2}),
             ),
+            common::grant_only(),
         )
         .await;
     assert!(called.result.is_ok(), "{:?}", called.result);

@@ -42,6 +42,68 @@ fn broken(s: &dyn TestStore) -> String {
     s.verify_audit().expect("verify").broken.unwrap_or_default()
 }
 
+fn approval(id: &str) -> Approval {
+    Approval {
+        id: id.into(),
+        incident: "INC-1".into(),
+        plugin: "k8s-remediation".into(),
+        tool: "rollback_deployment".into(),
+        arguments: json!({"namespace": "payments", "name": "payment-api"}),
+        effects: vec![],
+        digest: "d".into(),
+        tiers: json!([]),
+        policy_version: "v1".into(),
+        reason: "tier 1".into(),
+        requested_at: chrono::Utc::now(),
+        requested_by: None,
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(30),
+        state: ApprovalState::Pending,
+        decided_by: None,
+        decided_at: None,
+    }
+}
+
+/// Approvers on separate connections (replicas, the CLI next to the
+/// server) decide one approval at once, many times over: exactly one wins
+/// each time, and the stored decision is the winner's.
+fn concurrent_decisions_have_one_winner(open: impl Fn() -> Box<dyn Store> + Sync) {
+    let setup = open();
+    for round in 0..20 {
+        let id = setup.next_approval_id().unwrap();
+        setup.insert_approval(&approval(&id)).unwrap();
+        let winners: Vec<(String, ApprovalState)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [
+                ("alice", ApprovalState::Approved),
+                ("bob", ApprovalState::Denied),
+                ("carol", ApprovalState::Approved),
+            ]
+            .into_iter()
+            .map(|(who, to)| {
+                let store = open();
+                let id = id.clone();
+                scope.spawn(move || {
+                    store
+                        .decide_approval(&id, to, who, chrono::Utc::now())
+                        .ok()
+                        .map(|a| (who.to_string(), a.state))
+                })
+            })
+            .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let stored = setup.approval(&id).unwrap();
+        assert_eq!(
+            (stored.decided_by.unwrap_or_default(), stored.state),
+            winners[0].clone(),
+            "round {round}"
+        );
+    }
+}
+
 fn incident(id: &str, summary: &str, state: IncidentState) -> IncidentRecord {
     IncidentRecord {
         id: id.into(),
@@ -172,28 +234,29 @@ const SUITE: &[Check] = &[
         assert_eq!(s.next_incident_id().unwrap(), "INC-1");
         assert_eq!(s.next_incident_id().unwrap(), "INC-2");
     }),
-    ("approvals round-trip in request order", |s| {
-        let mut a = Approval {
-            id: "APR-1".into(),
-            incident: "INC-1".into(),
-            plugin: "k8s-remediation".into(),
-            tool: "rollback_deployment".into(),
-            arguments: json!({"namespace": "payments", "name": "payment-api"}),
-            policy_version: "v1".into(),
-            reason: "tier 1".into(),
-            requested_at: chrono::Utc::now(),
-            expires_at: chrono::Utc::now() + chrono::Duration::minutes(30),
-            state: ApprovalState::Pending,
-            decided_by: None,
-        };
-        s.put_approval(&a).unwrap();
-        a.state = ApprovalState::Approved;
-        a.decided_by = Some("alice".into());
-        s.put_approval(&a).unwrap();
-        assert_eq!(s.approval("APR-1").unwrap(), a);
+    ("approvals: counter ids, no overwrite, decided once", |s| {
+        let id = s.next_approval_id().unwrap();
+        assert_eq!(id, "APR-1");
+        assert_eq!(s.next_approval_id().unwrap(), "APR-2");
+        let a = approval(&id);
+        s.insert_approval(&a).unwrap();
+        assert!(
+            matches!(s.insert_approval(&a), Err(StoreError::Exists { .. })),
+            "a second insert under the same id is refused, not an upsert"
+        );
+        let decided = s
+            .decide_approval(&id, ApprovalState::Approved, "alice", chrono::Utc::now())
+            .unwrap();
+        assert_eq!(decided.decided_by.as_deref(), Some("alice"));
+        let late = s.decide_approval(&id, ApprovalState::Denied, "bob", chrono::Utc::now());
+        assert!(
+            matches!(&late, Err(StoreError::AlreadyDecided { state: ApprovalState::Approved, by: Some(b), .. }) if b == "alice"),
+            "{late:?}"
+        );
+        assert_eq!(s.approval(&id).unwrap(), decided);
         assert_eq!(s.approvals().unwrap().len(), 1);
         assert!(matches!(
-            s.approval("APR-2"),
+            s.approval("APR-9"),
             Err(StoreError::NotFound { .. })
         ));
     }),
@@ -263,6 +326,12 @@ fn concurrent_appends_stay_one_chain(open: impl Fn() -> Box<dyn Store> + Sync) {
 fn sqlite_connections_appending_at_once_keep_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     concurrent_appends_stay_one_chain(|| Box::new(SqliteStore::open(dir.path()).unwrap()));
+}
+
+#[test]
+fn sqlite_connections_deciding_one_approval_at_once_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_decisions_have_one_winner(|| Box::new(SqliteStore::open(dir.path()).unwrap()));
 }
 
 /// A PostgreSQL server in a temporary directory, stopped on drop.
@@ -398,6 +467,8 @@ fn postgres_passes_the_same_suite_and_serves_the_whole_agent() {
     // Replicas on their own connections append at once: one chain.
     let url = pg.database("replicas");
     concurrent_appends_stay_one_chain(|| Box::new(PostgresStore::connect(&url).unwrap()));
+    let url = pg.database("approvers");
+    concurrent_decisions_have_one_winner(|| Box::new(PostgresStore::connect(&url).unwrap()));
 
     // The whole agent over PostgreSQL: the demo incident, then the CLI reads
     // it back from the same database through another process.

@@ -178,7 +178,7 @@ async fn describe_bytes(
     let kind = kind.or_else(|| {
         [PluginKind::RemediationTool, PluginKind::ContextSource]
             .into_iter()
-            .find(|k| interfaces.exports.iter().any(|e| e == k.export_interface()))
+            .find(|k| k.contract_of(&interfaces.exports).is_some())
     });
     let mut report = Report {
         name: None,

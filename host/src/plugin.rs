@@ -8,15 +8,17 @@
 //! whatever the guest does, the call ends with a result, a typed plugin
 //! error, or a [`PluginFault`].
 
-use crate::bindings::source::{ContextSource, ContextSourcePre};
-use crate::bindings::tool::{RemediationTool, RemediationToolPre};
+use crate::bindings::source::ContextSourcePre;
+use crate::bindings::tool::RemediationToolPre;
 use crate::bindings::types::{
     ActionPlan, Alert, Evidence, Outcome, SourceInfo, TimeWindow, ToolCall, ToolSpec,
 };
+use crate::bindings::v0_1;
 use crate::bindings::{config, k8s, log, secrets, types};
 use crate::capability::log::LogLine;
 use crate::capability::{CallMode, CapabilityCall, Grants, UngrantedImport, check_imports};
-use crate::policy::{Limits, LoadedPolicy, PluginKind};
+use crate::legacy::Conv;
+use crate::policy::{Contract, Limits, LoadedPolicy, PluginKind};
 use crate::sandbox::cache::{CompileCache, Origin, sha256_hex};
 use crate::sandbox::deadline_ticks;
 use crate::sandbox::fault::{CallError, PluginFault, classify};
@@ -35,7 +37,7 @@ pub enum LoadError {
         imports: Vec<UngrantedImport>,
     },
     #[error(
-        "plugin `{plugin}` is declared a {kind} but does not export `{expected}` (exports: {found})"
+        "plugin `{plugin}` is declared a {kind} but does not export `{expected}` at a contract version this host links (0.2.0, 0.1.0); exports: {found}"
     )]
     WrongWorld {
         plugin: String,
@@ -50,6 +52,8 @@ pub enum LoadError {
 enum Prepared {
     Tool(RemediationToolPre<PluginState>),
     Source(ContextSourcePre<PluginState>),
+    ToolV01(v0_1::tool::RemediationToolPre<PluginState>),
+    SourceV01(v0_1::source::ContextSourcePre<PluginState>),
 }
 
 /// A component's imports and exports, by name.
@@ -81,6 +85,8 @@ pub struct Plugin {
     pub interfaces: Interfaces,
     pub compiled: Origin,
     pub sha256: String,
+    /// The contract version the component was built against.
+    pub contract: Contract,
     engine: Engine,
     prepared: Prepared,
     config: std::sync::Arc<std::collections::BTreeMap<String, String>>,
@@ -126,15 +132,14 @@ pub fn load(
     let interfaces = Interfaces::of(engine, &component);
 
     let kind = policy.manifest.plugin.kind;
-    let expected = kind.export_interface();
-    if !interfaces.exports.iter().any(|e| e == expected) {
+    let Some(contract) = kind.contract_of(&interfaces.exports) else {
         return Err(LoadError::WrongWorld {
             plugin: name,
             kind,
-            expected,
+            expected: kind.export_name(),
             found: interfaces.exports.join(", "),
         });
-    }
+    };
     let ungranted = check_imports(
         interfaces.imports.iter().map(String::as_str),
         &policy.effective,
@@ -152,12 +157,18 @@ pub fn load(
     };
     let linker = granted_linker(engine, &policy.effective).map_err(link_err)?;
     let pre = linker.instantiate_pre(&component).map_err(link_err)?;
-    let prepared = match kind {
-        PluginKind::RemediationTool => {
+    let prepared = match (kind, contract) {
+        (PluginKind::RemediationTool, Contract::V0_2) => {
             Prepared::Tool(RemediationToolPre::new(pre).map_err(link_err)?)
         }
-        PluginKind::ContextSource => {
+        (PluginKind::ContextSource, Contract::V0_2) => {
             Prepared::Source(ContextSourcePre::new(pre).map_err(link_err)?)
+        }
+        (PluginKind::RemediationTool, Contract::V0_1) => {
+            Prepared::ToolV01(v0_1::tool::RemediationToolPre::new(pre).map_err(link_err)?)
+        }
+        (PluginKind::ContextSource, Contract::V0_1) => {
+            Prepared::SourceV01(v0_1::source::ContextSourcePre::new(pre).map_err(link_err)?)
         }
     };
     let config = std::sync::Arc::new(policy.file.config.clone());
@@ -167,13 +178,14 @@ pub fn load(
         interfaces,
         compiled,
         sha256,
+        contract,
         engine: engine.clone(),
         prepared,
     })
 }
 
 /// A linker with WASI (nothing preopened, no sockets) and exactly the
-/// capabilities in `grants`.
+/// capabilities in `grants`, under every contract version the host links.
 pub fn granted_linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -191,6 +203,7 @@ pub fn granted_linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Link
     if grants.http.is_some() {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
+    crate::legacy::add_to_linker(&mut linker, grants)?;
     Ok(linker)
 }
 
@@ -224,10 +237,7 @@ fn changes_size(changes: &[types::Change]) -> usize {
     changes
         .iter()
         .map(|c| {
-            c.target.len()
-                + c.description.len()
-                + c.before.as_ref().map_or(0, String::len)
-                + c.after.as_ref().map_or(0, String::len)
+            c.description.len() + 64 + crate::effects::Effect::from(&c.effect).describe().len()
         })
         .sum()
 }
@@ -358,12 +368,23 @@ impl Plugin {
             "describe",
             services,
             CallMode::ReadOnly,
-            async |store, prepared| {
-                let tool = instantiate_tool(store, prepared).await?;
-                tool.runwarden_plugin_tool()
-                    .call_describe(&mut *store)
-                    .await
-                    .map(Ok)
+            async |store, prepared| match prepared {
+                Prepared::Tool(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    tool.runwarden_plugin_tool()
+                        .call_describe(&mut *store)
+                        .await
+                        .map(Ok)
+                }
+                Prepared::ToolV01(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    let specs = tool
+                        .runwarden_plugin_tool()
+                        .call_describe(&mut *store)
+                        .await?;
+                    Ok(Ok(specs.conv()))
+                }
+                _ => Err(not_a(PluginKind::RemediationTool)),
             },
         )
         .await
@@ -378,30 +399,58 @@ impl Plugin {
             "plan",
             services,
             CallMode::ReadOnly,
-            async |store, prepared| {
-                let tool = instantiate_tool(store, prepared).await?;
-                tool.runwarden_plugin_tool()
-                    .call_plan(&mut *store, call)
-                    .await
+            async |store, prepared| match prepared {
+                Prepared::Tool(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    tool.runwarden_plugin_tool()
+                        .call_plan(&mut *store, call)
+                        .await
+                }
+                Prepared::ToolV01(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    let plan = tool
+                        .runwarden_plugin_tool()
+                        .call_plan(&mut *store, &call.clone().conv())
+                        .await?;
+                    Ok(plan.conv())
+                }
+                _ => Err(not_a(PluginKind::RemediationTool)),
             },
         )
         .await
     }
 
-    /// Runs a tool call for real.
-    pub async fn execute(&self, services: &HostServices, call: &ToolCall) -> Called<Outcome> {
+    /// Runs a tool call for real, in `mode`: bound to the effects of the plan
+    /// the guardrails judged, or read-only for a tool declared `read`.
+    pub async fn execute(
+        &self,
+        services: &HostServices,
+        call: &ToolCall,
+        mode: CallMode,
+    ) -> Called<Outcome> {
         if self.kind() != PluginKind::RemediationTool {
             return self.wrong_kind(PluginKind::RemediationTool);
         }
         self.run(
             "execute",
             services,
-            CallMode::Mutating,
-            async |store, prepared| {
-                let tool = instantiate_tool(store, prepared).await?;
-                tool.runwarden_plugin_tool()
-                    .call_execute(&mut *store, call)
-                    .await
+            mode,
+            async |store, prepared| match prepared {
+                Prepared::Tool(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    tool.runwarden_plugin_tool()
+                        .call_execute(&mut *store, call)
+                        .await
+                }
+                Prepared::ToolV01(pre) => {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    let outcome = tool
+                        .runwarden_plugin_tool()
+                        .call_execute(&mut *store, &call.clone().conv())
+                        .await?;
+                    Ok(outcome.conv())
+                }
+                _ => Err(not_a(PluginKind::RemediationTool)),
             },
         )
         .await
@@ -416,13 +465,24 @@ impl Plugin {
             "describe",
             services,
             CallMode::ReadOnly,
-            async |store, prepared| {
-                let source = instantiate_source(store, prepared).await?;
-                source
-                    .runwarden_plugin_source()
-                    .call_describe(&mut *store)
-                    .await
-                    .map(Ok)
+            async |store, prepared| match prepared {
+                Prepared::Source(pre) => {
+                    let source = pre.instantiate_async(&mut *store).await?;
+                    source
+                        .runwarden_plugin_source()
+                        .call_describe(&mut *store)
+                        .await
+                        .map(Ok)
+                }
+                Prepared::SourceV01(pre) => {
+                    let source = pre.instantiate_async(&mut *store).await?;
+                    let info = source
+                        .runwarden_plugin_source()
+                        .call_describe(&mut *store)
+                        .await?;
+                    Ok(Ok(info.conv()))
+                }
+                _ => Err(not_a(PluginKind::ContextSource)),
             },
         )
         .await
@@ -442,34 +502,29 @@ impl Plugin {
             "gather",
             services,
             CallMode::ReadOnly,
-            async |store, prepared| {
-                let source = instantiate_source(store, prepared).await?;
-                source
-                    .runwarden_plugin_source()
-                    .call_gather(&mut *store, alert, window)
-                    .await
+            async |store, prepared| match prepared {
+                Prepared::Source(pre) => {
+                    let source = pre.instantiate_async(&mut *store).await?;
+                    source
+                        .runwarden_plugin_source()
+                        .call_gather(&mut *store, alert, window)
+                        .await
+                }
+                Prepared::SourceV01(pre) => {
+                    let source = pre.instantiate_async(&mut *store).await?;
+                    let found = source
+                        .runwarden_plugin_source()
+                        .call_gather(&mut *store, &alert.clone().conv(), window.conv())
+                        .await?;
+                    Ok(found.conv())
+                }
+                _ => Err(not_a(PluginKind::ContextSource)),
             },
         )
         .await
     }
 }
 
-async fn instantiate_tool(
-    store: &mut Store<PluginState>,
-    prepared: &Prepared,
-) -> wasmtime::Result<RemediationTool> {
-    match prepared {
-        Prepared::Tool(pre) => pre.instantiate_async(store).await,
-        Prepared::Source(_) => Err(wasmtime::format_err!("not a remediation tool")),
-    }
-}
-
-async fn instantiate_source(
-    store: &mut Store<PluginState>,
-    prepared: &Prepared,
-) -> wasmtime::Result<ContextSource> {
-    match prepared {
-        Prepared::Source(pre) => pre.instantiate_async(store).await,
-        Prepared::Tool(_) => Err(wasmtime::format_err!("not a context source")),
-    }
+fn not_a(kind: PluginKind) -> wasmtime::Error {
+    wasmtime::format_err!("not a {kind}")
 }

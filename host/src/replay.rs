@@ -542,6 +542,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         (crate::analysis::PlannerKind::Runbook, true) => "runbook (llm fallback)",
         (crate::analysis::PlannerKind::Runbook, false) => "runbook",
         (crate::analysis::PlannerKind::Mcp, _) => "mcp",
+        (crate::analysis::PlannerKind::Operator, _) => "operator",
     };
     Ok(ScenarioResult {
         name,

@@ -13,6 +13,7 @@
 //! See `sdk/README.md` for a walk-through.
 
 pub mod bindings;
+pub mod effects;
 pub mod http;
 pub mod params;
 pub mod time;
@@ -20,8 +21,10 @@ pub mod time;
 pub use bindings::source::export_source;
 pub use bindings::source::exports::runwarden::plugin::source::Guest as SourceGuest;
 pub use bindings::source::runwarden::plugin::types::{
-    ActionPlan, Alert, AlertStatus, Change, Effect, Error, Evidence, EvidenceKind, Outcome, Pair,
-    Risk, SourceInfo, TimeWindow, ToolCall, ToolSpec,
+    ActionPlan, Alert, AlertStatus, AnnotateChange, Change, ChangeEffect, DnsRecordChange, Effect,
+    Error, Evidence, EvidenceKind, HttpRequestChange, ObjectRef, Outcome, Pair, ResourceSettings,
+    ResourcesChange, RestartPodsChange, Risk, RollbackChange, ScaleChange, SourceInfo, TimeWindow,
+    ToolCall, ToolSpec,
 };
 pub use bindings::source::runwarden::plugin::{config, k8s, log, secrets};
 pub use bindings::tool::export_tool;

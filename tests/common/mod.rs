@@ -303,3 +303,14 @@ pub async fn http(
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// The call mode for tests of *grant* checks: a plan with an `other`
+/// effect, so each capability call is judged by the grant alone. Plan
+/// binding has its own tests (`tests/effects.rs`).
+pub fn grant_only() -> runwarden::capability::CallMode {
+    runwarden::capability::CallMode::Bound(std::sync::Arc::new(
+        runwarden::effects::binding::PlanBinding::new(vec![runwarden::effects::Effect::Other {
+            description: "grant test".into(),
+        }]),
+    ))
+}

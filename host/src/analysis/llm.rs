@@ -282,6 +282,7 @@ pub fn interpret(model: &str, text: &str, tools: &[ToolOffer], max_bytes: usize)
                 tool: a.tool,
                 arguments: a.arguments,
                 rationale: a.rationale,
+                provenance: Default::default(),
             }),
             Err(e) => rejected.push(Rejected {
                 tool: a.tool,

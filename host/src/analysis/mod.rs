@@ -6,9 +6,11 @@
 //! validated and guarded before anything runs.
 
 pub mod llm;
+pub mod provenance;
 pub mod runbook;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -25,6 +27,8 @@ pub enum PlannerKind {
     Llm,
     /// An MCP client proposed the call (`runwarden mcp`).
     Mcp,
+    /// An operator asked for it (`runwarden plugin call`).
+    Operator,
 }
 
 /// One action a planner proposes: a tool call with its reason.
@@ -34,6 +38,10 @@ pub struct ProposedAction {
     pub tool: String,
     pub arguments: serde_json::Value,
     pub rationale: String,
+    /// What the runbook planner knows about each argument it built (the
+    /// host ignores this for every other planner: `provenance.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provenance: BTreeMap<String, (provenance::Source, String)>,
 }
 
 /// What a planner decided about an incident.

@@ -277,17 +277,30 @@ pub fn decide(
                         )
                     })
                     .collect();
+                let mut provenance: BTreeMap<_, _> = a
+                    .arguments
+                    .iter()
+                    .map(|(k, v)| (k.clone(), super::provenance::from_runbook_template(v)))
+                    .collect();
                 if let Some(factor) = a.scale_replicas_by {
                     // Without a pod count in the evidence there is nothing safe to compute.
                     let current = current_pods(evidence)?;
                     let wanted = (current as f64 * factor).ceil().max(1.0) as u64;
                     args.insert("replicas".into(), serde_json::json!(wanted));
+                    provenance.insert(
+                        "replicas".into(),
+                        (
+                            super::provenance::Source::Operator,
+                            format!("runbook: {current} running pods x {factor}, rounded up"),
+                        ),
+                    );
                 }
                 Some(ProposedAction {
                     plugin: a.plugin.clone(),
                     tool: a.tool.clone(),
                     arguments: serde_json::Value::Object(args),
                     rationale: format!("runbook {} rule `{}`", rb.alert, rule.name),
+                    provenance,
                 })
             })
             .collect();

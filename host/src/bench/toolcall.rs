@@ -60,6 +60,20 @@ fn scale_call(replicas: u32) -> ToolCall {
     }
 }
 
+/// The plan both replica counts are bound to, as the pipeline binds a real
+/// call: the host checks every scale against it.
+fn flip_plan() -> CallMode {
+    let effect = |from, to| crate::effects::Effect::Scale {
+        target: crate::effects::ObjectRef::deployment("payments", "payment-api"),
+        from,
+        to,
+    };
+    CallMode::Bound(Arc::new(crate::effects::binding::PlanBinding::new(vec![
+        effect(4, 3),
+        effect(3, 4),
+    ])))
+}
+
 /// Alternates between two replica counts so every call changes something.
 struct Flip(bool);
 
@@ -80,7 +94,11 @@ struct Runwarden<'a> {
 impl ArmRunner for Runwarden<'_> {
     async fn once(&mut self) -> Result<(), String> {
         let call = scale_call(self.flip.next());
-        let out = self.setup.plugin.execute(&self.setup.services, &call).await;
+        let out = self
+            .setup
+            .plugin
+            .execute(&self.setup.services, &call, flip_plan())
+            .await;
         let outcome = out.result.map_err(|e| e.to_string())?;
         if let Some(store) = &self.store {
             store
@@ -189,7 +207,7 @@ impl ArmRunner for Bare {
             &self.services,
             &self.grants,
             Arc::default(),
-            CallMode::Mutating,
+            flip_plan(),
             usize::MAX,
             usize::MAX,
         );

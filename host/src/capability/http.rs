@@ -305,7 +305,7 @@ impl WasiHttpHooks for HttpCapability {
         drop(fut);
         let grant = self.grant.clone();
         let recorder = self.recorder.clone();
-        let mode = self.mode;
+        let mode = self.mode.clone();
         Box::new(async move { send_checked(grant, recorder, mode, request, options).await })
     }
 }
@@ -335,15 +335,23 @@ async fn send_checked(
         Err(code)
     };
 
-    if mode == CallMode::ReadOnly && !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
-    {
-        return deny(
-            format!("{method} during a read-only call (describe, plan, gather may only GET)"),
-            HttpError::HttpRequestDenied,
-        );
-    }
     if let Err(Denied(reason)) = check_origin(&grant, https, &host, port) {
         return deny(reason, HttpError::HttpRequestDenied);
+    }
+    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let origin = format!("{}://{}:{port}", if https { "https" } else { "http" }, host);
+        let path = uri.path().to_string();
+        if let Err(Denied(reason)) = mode.permit_mutation("request", |b| {
+            b.http_request(method.as_str(), &origin, &path)
+        }) {
+            recorder.record(
+                Capability::Http,
+                "request",
+                &target,
+                Verdict::Unplanned(reason),
+            );
+            return Err(HttpError::HttpRequestDenied);
+        }
     }
 
     let connect_timeout = Duration::from_millis(grant.connect_timeout_ms).min(

@@ -76,6 +76,49 @@ impl Grants {
     pub fn has(&self, cap: Capability) -> bool {
         self.names().contains(&cap)
     }
+
+    /// Whether this grant lets a plugin have `effect`, judged by the same
+    /// check functions the host runs on the capability call itself — one
+    /// source for every capability limit. Lets the pipeline refuse an action
+    /// the host would refuse before anyone is asked to approve it.
+    pub fn permits(&self, effect: &crate::effects::Effect) -> Result<(), Denied> {
+        use crate::effects::Effect;
+        let k8s = || {
+            self.k8s
+                .as_ref()
+                .ok_or_else(|| Denied("the plugin has no k8s grant".into()))
+        };
+        match effect {
+            Effect::Scale { target, to, .. } => k8s::check_scale(k8s()?, &target.namespace, *to),
+            Effect::Rollback { target, .. } => k8s::check_rollback(k8s()?, &target.namespace),
+            Effect::RestartPods { target, pods } => {
+                k8s::check_delete_pods(k8s()?, &target.namespace, pods.len())
+            }
+            Effect::Annotate { target, .. } => {
+                k8s::check_annotate(k8s()?, &target.namespace, &target.kind)
+            }
+            Effect::CertificateRenewal { certificate } => {
+                k8s::check_renew_certificate(k8s()?, &certificate.namespace)
+            }
+            Effect::Resources { target, .. } => Err(Denied(format!(
+                "no capability operation changes the resources of {target} (the k8s capability has none)"
+            ))),
+            Effect::HttpRequest { origin, .. } => {
+                let grant = self
+                    .http
+                    .as_ref()
+                    .ok_or_else(|| Denied("the plugin has no http grant".into()))?;
+                let url = url::Url::parse(origin)
+                    .map_err(|e| Denied(format!("planned origin {origin:?}: {e}")))?;
+                let host = url.host_str().unwrap_or_default();
+                let port = url.port_or_known_default().unwrap_or(0);
+                http::check_origin(grant, url.scheme() == "https", host, port)
+            }
+            // Carried out through other effects (DNS through HTTP requests),
+            // or not judgeable at all (`other`: a human decides).
+            Effect::DnsRecord { .. } | Effect::Other { .. } => Ok(()),
+        }
+    }
 }
 
 impl Requests {
@@ -285,13 +328,32 @@ impl From<Denied> for crate::bindings::types::Error {
     }
 }
 
-/// Whether the current export call may change the world. `describe`,
-/// `plan` and `gather` run read-only: a plugin that tries to mutate from
-/// them is denied, whatever its grant says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether the current export call may change the world, and what.
+/// `describe`, `plan` and `gather` — and `execute` of a tool declared
+/// `read` — run read-only: a mutation is denied whatever the grant says.
+/// Any other `execute` is bound to the effects of the plan the guardrails
+/// judged (`effects/binding.rs`).
+#[derive(Debug, Clone)]
 pub enum CallMode {
     ReadOnly,
-    Mutating,
+    Bound(std::sync::Arc<crate::effects::binding::PlanBinding>),
+}
+
+impl CallMode {
+    /// Whether a mutating call may proceed in this mode; `matches` checks it
+    /// against the plan's effects.
+    pub fn permit_mutation(
+        &self,
+        operation: &str,
+        matches: impl FnOnce(&crate::effects::binding::PlanBinding) -> Result<(), Denied>,
+    ) -> Result<(), Denied> {
+        match self {
+            CallMode::ReadOnly => Err(Denied(format!(
+                "`{operation}` changes something, and this call is read-only (describe, plan, gather and read tools never mutate)"
+            ))),
+            CallMode::Bound(binding) => matches(binding),
+        }
+    }
 }
 
 /// What happened to one capability call, for the audit trail.
@@ -299,7 +361,12 @@ pub enum CallMode {
 #[serde(tag = "verdict", content = "reason", rename_all = "kebab-case")]
 pub enum Verdict {
     Allowed,
+    /// The grant refused it.
     Denied(String),
+    /// The call mode refused it: a mutation from a read-only call, or one
+    /// that matches no effect of the plan `execute` is bound to. The action
+    /// it belongs to ends as a fault, whatever the plugin answers.
+    Unplanned(String),
     Failed(String),
 }
 

@@ -33,6 +33,13 @@ pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+pub fn audit_show(cli: &Cli, incident: Option<&str>) -> anyhow::Result<ExitCode> {
+    for record in store(cli)?.audit(incident)? {
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn report(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
     print!("{}", store(cli)?.report(id)?);
     Ok(ExitCode::SUCCESS)
@@ -75,7 +82,7 @@ async fn agent(cli: &Cli) -> anyhow::Result<Agent> {
     cli.open_agent(AgentConfig::default()).await
 }
 
-fn operator() -> String {
+pub fn operator() -> String {
     std::env::var("USER")
         .map(|u| format!("cli:{u}"))
         .unwrap_or_else(|_| "cli".into())

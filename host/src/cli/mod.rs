@@ -145,6 +145,11 @@ enum BreakerCommand {
 enum AuditCommand {
     /// Walk the hash chain; exit non-zero on any edit, deletion or reordering.
     Verify,
+    /// Print the audit records, one JSON object a line (of one incident, or all).
+    Show {
+        #[arg(long)]
+        incident: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -154,6 +159,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve_cmd::run(&cli, args).await,
         Command::Bench(args) => bench_cmd::run(&cli, args).await,
         Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
+        Command::Audit(AuditCommand::Show { incident }) => {
+            incident_cmd::audit_show(&cli, incident.as_deref())
+        }
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),
         Command::Approvals { all } => incident_cmd::approvals(&cli, *all),
@@ -224,6 +232,16 @@ impl Cli {
         config: runwarden::pipeline::AgentConfig,
     ) -> anyhow::Result<runwarden::pipeline::Agent> {
         let (services, _) = self.services().await?;
+        self.open_agent_on(services, config)
+    }
+
+    /// The agent over services the caller already holds (e.g. to save the
+    /// simulated cluster afterwards).
+    fn open_agent_on(
+        &self,
+        services: HostServices,
+        config: runwarden::pipeline::AgentConfig,
+    ) -> anyhow::Result<runwarden::pipeline::Agent> {
         let paths = runwarden::pipeline::AgentPaths {
             policies: &self.policies,
             runbooks: &self.runbooks,

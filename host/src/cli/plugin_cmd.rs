@@ -54,16 +54,24 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Call one tool through the sandbox.
+    /// Call one tool as an operator action: plan, the same guardrails as
+    /// the agent's own proposals (approval where the autonomy policy wants
+    /// one; a second person approves), execution bound to the plan, and the
+    /// audit trail with you as the requester.
     Call {
         plugin: String,
         tool: String,
         /// The tool's arguments as a JSON object.
         #[arg(long, default_value = "{}")]
         params: String,
-        /// Only plan: show what would change, change nothing.
+        /// Only plan: show what would change, change nothing, record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Admin override: skip the autonomy step (never the capability
+        /// grant, plan binding, blast radius, cooldown, breaker or audit);
+        /// the audit record says so.
+        #[arg(long)]
+        skip_autonomy: bool,
         /// Write the simulated cluster's state here afterwards.
         #[arg(long)]
         save_cluster: Option<PathBuf>,
@@ -114,6 +122,7 @@ fn print_report(report: &CallReport) {
         let verdict = match &c.verdict {
             runwarden::capability::Verdict::Allowed => "allowed".to_string(),
             runwarden::capability::Verdict::Denied(r) => format!("DENIED: {r}"),
+            runwarden::capability::Verdict::Unplanned(r) => format!("DENIED (not planned): {r}"),
             runwarden::capability::Verdict::Failed(r) => format!("failed: {r}"),
         };
         println!(
@@ -131,6 +140,49 @@ fn print_report(report: &CallReport) {
         report.elapsed.as_micros(),
         report.memory_bytes / 1024
     );
+}
+
+/// `plugin call --dry-run`: the plan and its typed effects, nothing else.
+async fn dry_run_call(
+    cli: &Cli,
+    services: runwarden::sandbox::state::HostServices,
+    plugin: &str,
+    tool: &str,
+    arguments: &serde_json::Value,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let engine = runwarden::sandbox::new_engine()?;
+    let (registry, problems) = Registry::load(engine, &cli.cache(), &cli.policies, services)
+        .with_context(|| format!("loading policies from {}", cli.policies.display()))?;
+    for p in problems {
+        eprintln!("warning: {p}");
+    }
+    let Some(p) = registry.get(plugin) else {
+        bail!(
+            "no plugin `{plugin}` in {} (loaded: {})",
+            cli.policies.display(),
+            registry
+                .plugins()
+                .map(|p| p.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let planned =
+        runwarden::pipeline::planned::plan_call(p, &registry.services, tool, arguments).await?;
+    if json {
+        let value = serde_json::json!({
+            "summary": planned.plan.summary, "effects": planned.effects,
+            "read_only": planned.spec.effect == runwarden::bindings::types::Effect::Read,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("plan: {}", planned.plan.summary);
+        for line in planned.effect_lines() {
+            println!("  effect: {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn finish<T: serde::Serialize>(called: Called<T>, json: bool) -> anyhow::Result<ExitCode> {
@@ -205,31 +257,51 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
             tool,
             params,
             dry_run,
+            skip_autonomy,
             save_cluster,
             json,
         } => {
-            let (registry, sim) = registry(cli).await?;
-            let Some(p) = registry.get(plugin) else {
-                bail!(
-                    "no plugin `{plugin}` in {} (loaded: {})",
-                    cli.policies.display(),
-                    registry
-                        .plugins()
-                        .map(|p| p.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            };
-            let specs = p
-                .describe_tools(&registry.services)
-                .await
-                .result
-                .map_err(|e| anyhow::anyhow!("{plugin}: describe: {e}"))?;
-            let (call, _spec) = runwarden::toolcall::validate(&specs, tool, params)?;
+            let arguments: serde_json::Value = serde_json::from_str(params)
+                .with_context(|| format!("--params is not JSON: {params}"))?;
+            let (services, sim) = cli.services().await?;
             let code = if *dry_run {
-                finish(p.plan(&registry.services, &call).await, *json)?
+                dry_run_call(cli, services, plugin, tool, &arguments, *json).await?
             } else {
-                finish(p.execute(&registry.services, &call).await, *json)?
+                let agent = cli.open_agent_on(services, Default::default())?;
+                if agent.registry.get(plugin).is_none() {
+                    bail!("no plugin `{plugin}` in {}", cli.policies.display());
+                }
+                let requester = runwarden::pipeline::act::Requester {
+                    identity: Some(super::incident_cmd::operator()),
+                    skip_autonomy: *skip_autonomy,
+                };
+                let done = agent
+                    .run_requested_via(
+                        runwarden::pipeline::requested::Channel::Cli,
+                        &requester,
+                        plugin,
+                        tool,
+                        arguments,
+                    )
+                    .await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&done)?);
+                } else {
+                    println!("{}: {}", done.incident, done.outcome.summary());
+                    for e in &done.outcome.effects {
+                        println!("  effect: {}", e.describe());
+                    }
+                    for v in &done.outcome.verdicts {
+                        println!("  {:<16} {}", v.step, serde_json::to_string(&v.verdict)?);
+                    }
+                }
+                use runwarden::pipeline::act::ActionStatus as S;
+                match done.outcome.status {
+                    S::Recovered | S::NotRecovered | S::Observed | S::WaitingApproval { .. } => {
+                        ExitCode::SUCCESS
+                    }
+                    S::Refused { .. } | S::Failed { .. } => ExitCode::FAILURE,
+                }
             };
             if let (Some(path), Some(sim)) = (save_cluster, sim) {
                 std::fs::write(path, serde_json::to_string_pretty(&sim.snapshot())?)

@@ -23,6 +23,8 @@ pub enum Sender {
     Opsgenie,
     /// Not an alert: an MCP client asked for a tool call (`runwarden mcp`).
     Mcp,
+    /// Not an alert: an operator asked for a tool call (`runwarden plugin call`).
+    Operator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

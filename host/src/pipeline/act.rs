@@ -1,12 +1,17 @@
-//! One proposed action through the guardrails, then plan → intent →
-//! execute → verify. Every verdict and every step is audited before the next.
+//! One proposed action: schema → plan (read-only) → guardrails on the plan's
+//! typed effects → intent → execute, bound to the plan → verify. Every
+//! verdict and every step is audited before the next.
 
-use super::autonomy::Mode;
+use super::autonomy::{AutonomyPolicy, Mode};
 use super::guard::{self, StepVerdict, TakenAction, Verdict};
+use super::planned::{self, PlanError, PlannedCall};
+use super::tier::{self, ResolvedTier};
 use super::{Agent, now_ms};
 use crate::analysis::runbook::{self, Runbook};
 use crate::analysis::{Decision, EvidenceItem, ProposedAction};
-use crate::bindings::types::{TimeWindow, ToolCall};
+use crate::bindings::types::TimeWindow;
+use crate::capability::{CallMode, CapabilityCall, Verdict as CallVerdict};
+use crate::effects::{Effect, EffectKind, Target};
 use crate::intake::Alert;
 use crate::store::{Approval, ApprovalState, StoreError};
 use serde::Serialize;
@@ -42,11 +47,30 @@ pub struct ActionOutcome {
     pub arguments: serde_json::Value,
     pub verdicts: Vec<StepVerdict>,
     pub plan: Option<String>,
+    /// The plan's typed effects: what the guardrails judged and `execute`
+    /// was bound to.
+    pub effects: Vec<Effect>,
+    /// Each target's tier and where it came from.
+    pub tiers: Vec<ResolvedTier>,
     pub result: Option<String>,
     pub status: ActionStatus,
 }
 
 impl ActionOutcome {
+    pub fn new(plugin: &str, tool: &str, arguments: &serde_json::Value) -> Self {
+        ActionOutcome {
+            plugin: plugin.to_string(),
+            tool: tool.to_string(),
+            arguments: arguments.clone(),
+            verdicts: vec![],
+            plan: None,
+            effects: vec![],
+            tiers: vec![],
+            result: None,
+            status: ActionStatus::Observed,
+        }
+    }
+
     pub fn summary(&self) -> String {
         match &self.status {
             ActionStatus::Refused { step, reason } => {
@@ -79,6 +103,17 @@ fn refused(mut o: ActionOutcome, step: &str, reason: String) -> ActionOutcome {
     o
 }
 
+/// Who asked for an action other than the agent's own planners.
+#[derive(Debug, Clone, Default)]
+pub struct Requester {
+    /// The identity that asked (an MCP token's name, `cli:USER`); it may
+    /// not approve its own request.
+    pub identity: Option<String>,
+    /// An admin's explicit override of the autonomy step, with who gave it.
+    /// Never skips capability, plan binding, the other guardrails or audit.
+    pub skip_autonomy: bool,
+}
+
 /// Runs the guardrails and, if they pass, the action itself.
 pub async fn run(
     agent: &Agent,
@@ -87,8 +122,9 @@ pub async fn run(
     decision: &Decision,
     proposed: &ProposedAction,
     rb: Option<&Runbook>,
+    requester: &Requester,
 ) -> Result<ActionOutcome, StoreError> {
-    let out = guard_then_act(agent, incident, alert, decision, proposed, rb).await?;
+    let out = guard_then_act(agent, incident, alert, decision, proposed, rb, requester).await?;
     crate::telemetry::action(&out.status);
     Ok(out)
 }
@@ -100,16 +136,9 @@ async fn guard_then_act(
     decision: &Decision,
     proposed: &ProposedAction,
     rb: Option<&Runbook>,
+    requester: &Requester,
 ) -> Result<ActionOutcome, StoreError> {
-    let mut out = ActionOutcome {
-        plugin: proposed.plugin.clone(),
-        tool: proposed.tool.clone(),
-        arguments: proposed.arguments.clone(),
-        verdicts: vec![],
-        plan: None,
-        result: None,
-        status: ActionStatus::Observed,
-    };
+    let mut out = ActionOutcome::new(&proposed.plugin, &proposed.tool, &proposed.arguments);
     let record = |out: &mut ActionOutcome,
                   step: &'static str,
                   verdict: Verdict|
@@ -126,153 +155,224 @@ async fn guard_then_act(
         Ok(verdict)
     };
 
-    let Some(plugin) = agent.registry.get(&proposed.plugin) else {
-        record(
-            &mut out,
-            "schema",
-            Verdict::Refuse(format!("no plugin `{}` is loaded", proposed.plugin)),
-        )?;
-        return Ok(refused(
-            out,
-            "schema",
-            format!("no plugin `{}`", proposed.plugin),
-        ));
-    };
-    let specs = match plugin.describe_tools(&agent.registry.services).await.result {
-        Ok(s) => s,
+    // Schema, then the plan: the guardrails judge what would happen.
+    let planned = match plan_proposed(agent, proposed).await {
+        Ok(p) => p,
         Err(e) => {
+            agent.audit(
+                incident,
+                "plan",
+                serde_json::json!({"tool": proposed.tool, "error": e.to_string()}),
+            )?;
+            let step = e.step();
+            if step != "plan" {
+                record(&mut out, step, Verdict::Refuse(e.to_string()))?;
+                return Ok(refused(out, step, e.to_string()));
+            }
             out.status = ActionStatus::Failed {
-                reason: format!("describe: {e}"),
+                reason: e.to_string(),
             };
             return Ok(out);
         }
     };
-    let args_text = proposed.arguments.to_string();
-    let (call, spec) = match crate::toolcall::validate(&specs, &proposed.tool, &args_text) {
-        Ok(ok) => ok,
-        Err(e) => {
-            record(&mut out, "schema", Verdict::Refuse(e.to_string()))?;
-            return Ok(refused(out, "schema", e.to_string()));
-        }
-    };
     record(&mut out, "schema", Verdict::Pass)?;
-
-    let target = guard::target_of(&proposed.arguments);
-    let now = now_ms();
     let policy = &*agent.autonomy_now();
+    agent.audit(
+        incident,
+        "plan",
+        serde_json::json!({
+            "tool": proposed.tool, "summary": planned.plan.summary,
+            "effects": planned.effects, "digest": planned.digest(&policy.version),
+        }),
+    )?;
+    out.plan = Some(planned.plan.summary.clone());
+    out.effects = planned.effects.clone();
+    out.tiers = tiers_of(agent, policy, &planned.effects, alert.label("tier")).await;
+    let tier = tier::strictest(&out.tiers);
+
+    let now = now_ms();
     let mut needs_approval: Option<String> = None;
+    let grants = agent
+        .registry
+        .get(&planned.plugin)
+        .map(|p| p.policy.effective.clone())
+        .unwrap_or_default();
     let checks: [(&'static str, Verdict); 2] = [
-        (
-            "capability",
-            guard::capability(plugin.policy.effective.k8s.as_ref(), &proposed.arguments),
-        ),
+        ("capability", guard::capability(&grants, &planned.effects)),
         (
             "autonomy",
-            guard::autonomy(policy, spec, decision.confidence, alert.label("tier")),
+            match (&requester.identity, requester.skip_autonomy) {
+                // An override skips the rules, never the human a change the
+                // host cannot judge (`other`) needs.
+                (Some(who), true)
+                    if policy.mode != Mode::Observe
+                        && !planned
+                            .effects
+                            .iter()
+                            .any(|e| e.kind() == EffectKind::Other) =>
+                {
+                    Verdict::Pass.overridden(who)
+                }
+                _ => guard::autonomy(
+                    policy,
+                    &planned.spec,
+                    decision.confidence,
+                    &planned.effects,
+                    tier.as_deref(),
+                ),
+            },
         ),
     ];
     for (step, verdict) in checks {
         match record(&mut out, step, verdict)? {
-            Verdict::Pass => {}
+            Verdict::Pass | Verdict::Overridden(_) => {}
             Verdict::NeedsApproval(r) => needs_approval = needs_approval.or(Some(r)),
-            // Observe mode: nothing runs, but the plan is still recorded below.
+            // Observe mode: nothing runs, but the plan is still recorded.
             Verdict::Refuse(_) if step == "autonomy" && policy.mode == Mode::Observe => {}
             Verdict::Refuse(r) => return Ok(refused(out, step, r)),
         }
     }
-    let later = {
+    let later = time_dependent_checks(agent, policy, &planned.effects, now)?;
+    for (step, verdict) in later {
+        match record(&mut out, step, verdict)? {
+            Verdict::Pass | Verdict::Overridden(_) => {}
+            Verdict::NeedsApproval(r) => needs_approval = needs_approval.or(Some(r)),
+            Verdict::Refuse(r) => return Ok(refused(out, step, r)),
+        }
+    }
+
+    if policy.mode == Mode::Observe {
+        out.status = ActionStatus::Observed;
+        return Ok(out);
+    }
+    if let Some(reason) = needs_approval {
+        let approval = request_approval(
+            agent,
+            incident,
+            &planned,
+            &out.tiers,
+            &reason,
+            requester.identity.as_deref(),
+        )?;
+        out.status = ActionStatus::WaitingApproval { approval };
+        return Ok(out);
+    }
+    execute_and_verify(agent, incident, alert, &planned, rb, out).await
+}
+
+async fn plan_proposed(agent: &Agent, proposed: &ProposedAction) -> Result<PlannedCall, PlanError> {
+    let plugin = agent
+        .registry
+        .get(&proposed.plugin)
+        .ok_or_else(|| PlanError::NoPlugin(proposed.plugin.clone()))?;
+    planned::plan_call(
+        plugin,
+        &agent.registry.services,
+        &proposed.tool,
+        &proposed.arguments,
+    )
+    .await
+}
+
+/// Blast radius, cooldown, breaker, oscillation: the guardrails whose answer
+/// can change between a request and its approval, so both run them.
+pub fn time_dependent_checks(
+    agent: &Agent,
+    policy: &AutonomyPolicy,
+    effects: &[Effect],
+    now: i64,
+) -> Result<[(&'static str, Verdict); 4], StoreError> {
+    let checks = {
         let mut state = agent
             .guard
             .lock()
             .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
         [
-            (
-                "blast-radius",
-                guard::blast_radius(policy, &proposed.arguments),
-            ),
-            (
-                "cooldown",
-                guard::cooldown(policy, &state, &proposed.tool, &target, now),
-            ),
+            ("blast-radius", guard::blast_radius(policy, effects)),
+            ("cooldown", guard::cooldown(policy, &state, effects, now)),
             (
                 "circuit-breaker",
                 guard::circuit_breaker(policy, &mut state, now),
             ),
             (
                 "oscillation",
-                guard::oscillation(
-                    policy,
-                    &state,
-                    &proposed.tool,
-                    &target,
-                    &proposed.arguments,
-                    now,
-                ),
+                guard::oscillation(policy, &state, effects, now),
             ),
         ]
     };
+    // A check may have tripped the breaker: persist before answering.
     agent.save_guard()?;
-    for (step, verdict) in later {
-        match record(&mut out, step, verdict)? {
-            Verdict::Pass => {}
-            Verdict::NeedsApproval(r) => needs_approval = needs_approval.or(Some(r)),
-            Verdict::Refuse(r) => return Ok(refused(out, step, r)),
-        }
-    }
+    Ok(checks)
+}
 
-    // Plan: what would change, computed read-only.
-    match plugin.plan(&agent.registry.services, &call).await.result {
-        Ok(plan) => {
-            agent.audit(incident, "plan", serde_json::json!({"tool": call.tool, "summary": plan.summary, "changes": plan.changes}))?;
-            out.plan = Some(plan.summary);
-        }
-        Err(e) => {
-            agent.audit(
-                incident,
-                "plan",
-                serde_json::json!({"tool": call.tool, "error": e.to_string()}),
-            )?;
-            out.status = ActionStatus::Failed {
-                reason: format!("plan: {e}"),
-            };
-            return Ok(out);
-        }
+/// Each target's tier: the operator's inventory, else the tier label the
+/// host reads from the Deployment itself; the alert's label only tightens.
+async fn tiers_of(
+    agent: &Agent,
+    policy: &AutonomyPolicy,
+    effects: &[Effect],
+    alert_tier: Option<&str>,
+) -> Vec<ResolvedTier> {
+    let mut targets: Vec<Target> = effects.iter().filter_map(Effect::target).collect();
+    targets.sort();
+    targets.dedup();
+    let mut out = Vec::new();
+    for target in targets {
+        let label = match &target {
+            Target::Object(o) if o.kind == "Deployment" && !policy.tier_label.is_empty() => agent
+                .registry
+                .services
+                .cluster
+                .get_deployment(&o.namespace, &o.name)
+                .await
+                .ok()
+                .and_then(|d| {
+                    d.labels
+                        .into_iter()
+                        .find(|p| p.key == policy.tier_label)
+                        .map(|p| p.value)
+                }),
+            _ => None,
+        };
+        out.push(tier::resolve(
+            &policy.inventory,
+            &target,
+            label.as_deref(),
+            alert_tier,
+        ));
     }
-    if policy.mode == Mode::Observe {
-        out.status = ActionStatus::Observed;
-        return Ok(out);
-    }
-    if let Some(reason) = needs_approval {
-        let approval = request_approval(agent, incident, proposed, &reason)?;
-        out.status = ActionStatus::WaitingApproval { approval };
-        return Ok(out);
-    }
-    execute_and_verify(agent, incident, alert, &call, &target, rb, out).await
+    out
 }
 
 fn request_approval(
     agent: &Agent,
     incident: &str,
-    proposed: &ProposedAction,
+    planned: &PlannedCall,
+    tiers: &[ResolvedTier],
     reason: &str,
+    requested_by: Option<&str>,
 ) -> Result<String, StoreError> {
-    let n = agent.store.approvals()?.len() + 1;
     let now = chrono::Utc::now();
     let approval = Approval {
-        id: format!("APR-{n}"),
+        id: agent.store.next_approval_id()?,
         incident: incident.to_string(),
-        plugin: proposed.plugin.clone(),
-        tool: proposed.tool.clone(),
-        arguments: proposed.arguments.clone(),
+        plugin: planned.plugin.clone(),
+        tool: planned.call.tool.clone(),
+        arguments: planned.arguments.clone(),
+        effects: planned.effects.clone(),
+        digest: planned.digest(&agent.autonomy.version),
+        tiers: serde_json::to_value(tiers).unwrap_or_default(),
         policy_version: agent.autonomy.version.clone(),
         reason: reason.to_string(),
         requested_at: now,
+        requested_by: requested_by.map(str::to_string),
         expires_at: now
             + chrono::Duration::minutes(i64::from(agent.autonomy.guardrails.approval_ttl_minutes)),
         state: ApprovalState::Pending,
         decided_by: None,
+        decided_at: None,
     };
-    agent.store.put_approval(&approval)?;
+    agent.store.insert_approval(&approval)?;
     agent.audit(
         incident,
         "approval-requested",
@@ -281,35 +381,62 @@ fn request_approval(
     Ok(approval.id)
 }
 
-/// Intent (durable) → execute → result → verify.
+/// Intent (durable) → execute, bound to the plan → result → verify.
 pub async fn execute_and_verify(
     agent: &Agent,
     incident: &str,
     alert: &Alert,
-    call: &ToolCall,
-    target: &str,
+    planned: &PlannedCall,
     rb: Option<&Runbook>,
     mut out: ActionOutcome,
 ) -> Result<ActionOutcome, StoreError> {
-    let Some(plugin) = agent.registry.get(&out.plugin) else {
+    let Some(plugin) = agent.registry.get(&planned.plugin) else {
         out.status = ActionStatus::Failed {
-            reason: format!("no plugin `{}`", out.plugin),
+            reason: format!("no plugin `{}`", planned.plugin),
         };
         return Ok(out);
     };
-    agent.audit(incident, "intent", serde_json::json!({"plugin": out.plugin, "tool": call.tool, "arguments": out.arguments, "policy_version": agent.autonomy.version}))?;
-    let executed = plugin.execute(&agent.registry.services, call).await;
+    out.effects = planned.effects.clone();
+    let mode = planned.call_mode();
+    agent.audit(
+        incident,
+        "intent",
+        serde_json::json!({
+            "plugin": planned.plugin, "tool": planned.call.tool, "arguments": planned.arguments,
+            "effects": planned.effects, "digest": planned.digest(&agent.autonomy.version),
+            "read_only": matches!(mode, CallMode::ReadOnly),
+            "policy_version": agent.autonomy.version,
+        }),
+    )?;
+    let executed = plugin
+        .execute(&agent.registry.services, &planned.call, mode)
+        .await;
+    let unplanned = unplanned_calls(&executed.report.capability_calls);
     agent.audit(
         incident,
         "execution",
         serde_json::json!({
-            "tool": call.tool,
-            "ok": executed.result.is_ok(),
+            "tool": planned.call.tool,
+            "ok": executed.result.is_ok() && unplanned.is_empty(),
             "result": executed.result.as_ref().ok(),
             "error": executed.result.as_ref().err().map(ToString::to_string),
             "capability_calls": executed.report.capability_calls,
         }),
     )?;
+    remember(agent, planned)?;
+    if !unplanned.is_empty() {
+        let reason = format!(
+            "plugin fault: it tried what its plan did not say, and the host refused: {}",
+            unplanned.join("; ")
+        );
+        agent.audit(
+            incident,
+            "plugin-fault",
+            serde_json::json!({"plugin": planned.plugin, "tool": planned.call.tool, "reason": reason}),
+        )?;
+        out.status = ActionStatus::Failed { reason };
+        return Ok(out);
+    }
     let outcome = match executed.result {
         Ok(o) => o,
         Err(e) => {
@@ -320,30 +447,37 @@ pub async fn execute_and_verify(
         }
     };
     out.result = Some(outcome.summary.clone());
-    let mut remembered = out.arguments.clone();
-    if let Some(before) = outcome
-        .changes
-        .first()
-        .and_then(|c| c.before.as_deref())
-        .and_then(|b| b.parse::<u64>().ok())
-        && let Some(obj) = remembered.as_object_mut()
-    {
-        obj.insert("previous_replicas".into(), serde_json::json!(before));
-    }
+    out.status = verify(agent, incident, alert, rb).await?;
+    Ok(out)
+}
+
+/// The refused mutations of a call that were outside its mode.
+fn unplanned_calls(calls: &[CapabilityCall]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match &c.verdict {
+            CallVerdict::Unplanned(reason) => {
+                Some(format!("{} {}: {reason}", c.operation, c.target))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The action joins the history cooldown, breaker and oscillation read.
+fn remember(agent: &Agent, planned: &PlannedCall) -> Result<(), StoreError> {
     if let Ok(mut state) = agent.guard.lock() {
         state.history.push(TakenAction {
-            tool: call.tool.clone(),
-            target: target.to_string(),
-            arguments: remembered,
+            plugin: planned.plugin.clone(),
+            tool: planned.call.tool.clone(),
+            effects: planned.effects.clone(),
             at_ms: now_ms(),
         });
         // Older actions no longer matter to any guardrail window.
         let horizon = now_ms() - 24 * 3_600_000;
         state.history.retain(|a| a.at_ms >= horizon);
     }
-    agent.save_guard()?;
-    out.status = verify(agent, incident, alert, rb).await?;
-    Ok(out)
+    agent.save_guard()
 }
 
 /// Re-gathers evidence until the runbook's recovery condition holds or the

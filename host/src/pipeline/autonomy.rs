@@ -3,6 +3,7 @@
 
 use crate::analysis::Confidence;
 use crate::bindings::types::Risk;
+use crate::effects::EffectKind;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -25,11 +26,21 @@ pub struct AutonomyPolicy {
     pub version: String,
     #[serde(default)]
     pub guardrails: Guardrails,
+    /// When an effect may run unattended, by effect kind. Never by tool
+    /// name: a third-party tool with the same effect meets the same rule.
     #[serde(default, rename = "action")]
     pub actions: Vec<ActionRule>,
-    /// Tools that always wait for a human, e.g. resource-limit changes.
+    /// Effect kinds that always wait for a human, e.g. `resources`.
     #[serde(default)]
-    pub always_require_approval: Vec<String>,
+    pub always_require_approval: Vec<EffectKind>,
+    /// Which workloads are which tier: the operator's, never the sender's
+    /// (`pipeline/tier.rs`).
+    #[serde(default)]
+    pub inventory: Vec<super::tier::InventoryEntry>,
+    /// The label on a Deployment that names its tier, read by the host from
+    /// the cluster. Empty: none is read.
+    #[serde(default = "d_tier_label")]
+    pub tier_label: String,
     /// Who hears about an incident the agent escalates.
     #[serde(default)]
     pub escalation: Vec<EscalationTarget>,
@@ -57,12 +68,28 @@ pub struct Guardrails {
     pub cooldown_minutes: u32,
     #[serde(default = "d_max_replicas")]
     pub max_replicas: u64,
+    /// No action scales a workload below this (0 allows scaling to zero).
+    #[serde(default = "d_min_replicas")]
+    pub min_replicas: u32,
+    /// Most distinct objects (workloads, certificates, DNS records) one
+    /// action may change.
+    #[serde(default = "d_max_objects")]
+    pub max_objects_per_action: u32,
     #[serde(default = "d_max_restarts")]
     pub max_restarts: u64,
     #[serde(default = "d_approval_ttl")]
     pub approval_ttl_minutes: u32,
 }
 
+fn d_tier_label() -> String {
+    "tier".into()
+}
+fn d_min_replicas() -> u32 {
+    1
+}
+fn d_max_objects() -> u32 {
+    5
+}
 fn d_max_actions() -> u32 {
     5
 }
@@ -89,6 +116,8 @@ impl Default for Guardrails {
             window_minutes: d_window(),
             cooldown_minutes: d_cooldown(),
             max_replicas: d_max_replicas(),
+            min_replicas: d_min_replicas(),
+            max_objects_per_action: d_max_objects(),
             max_restarts: d_max_restarts(),
             approval_ttl_minutes: d_approval_ttl(),
         }
@@ -98,7 +127,7 @@ impl Default for Guardrails {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRule {
-    pub tool: String,
+    pub effect: EffectKind,
     pub auto_execute_if: AutoIf,
 }
 
@@ -108,8 +137,10 @@ pub struct AutoIf {
     pub min_confidence: Confidence,
     #[serde(with = "risk_name")]
     pub max_risk: Risk,
-    /// Service tiers (the alert's `tier` label) where the action may run
-    /// unattended. An alert without a tier never auto-executes.
+    /// Service tiers where the effect may run unattended, as the operator's
+    /// inventory assigns them (`pipeline/tier.rs`); `"any"` also admits
+    /// targets with no tier. A target without a tier otherwise never
+    /// auto-executes.
     pub service_tiers: Vec<String>,
 }
 
@@ -153,7 +184,7 @@ impl AutonomyPolicy {
         toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))
     }
 
-    pub fn rule_for(&self, tool: &str) -> Option<&ActionRule> {
-        self.actions.iter().find(|a| a.tool == tool)
+    pub fn rule_for(&self, effect: EffectKind) -> Option<&ActionRule> {
+        self.actions.iter().find(|a| a.effect == effect)
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Notifications are tool calls the host makes itself, with arguments it
 //! builds from the incident — not proposals from a planner — so they skip
-//! the autonomy rules but still go through the sandbox and the notifier
-//! plugin's capability grants. A failed notification is audited; it never
+//! the autonomy rules but still go through the sandbox, the notifier
+//! plugin's capability grants and its plan (execution is bound to it). A failed notification is audited; it never
 //! hides the escalation itself.
 
 use super::Agent;
@@ -44,21 +44,27 @@ impl Agent {
                 record(false, format!("plugin `{}` is not loaded", target.plugin))?;
                 continue;
             };
-            let specs = match plugin.describe_tools(&self.registry.services).await.result {
-                Ok(s) => s,
+            // Planned like any action, and executed bound to that plan: a
+            // notifier posts where its plan said, nowhere else.
+            let planned = match super::planned::plan_call(
+                plugin,
+                &self.registry.services,
+                &target.tool,
+                &args,
+            )
+            .await
+            {
+                Ok(p) => p,
                 Err(e) => {
                     record(false, e.to_string())?;
                     continue;
                 }
             };
-            let call = match crate::toolcall::validate(&specs, &target.tool, &args.to_string()) {
-                Ok((call, _)) => call,
-                Err(e) => {
-                    record(false, e.to_string())?;
-                    continue;
-                }
-            };
-            match plugin.execute(&self.registry.services, &call).await.result {
+            match plugin
+                .execute(&self.registry.services, &planned.call, planned.call_mode())
+                .await
+                .result
+            {
                 Ok(o) => record(true, o.summary)?,
                 Err(e) => record(false, e.to_string())?,
             }

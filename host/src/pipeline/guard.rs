@@ -1,15 +1,18 @@
 //! The guardrail pipeline every proposed action passes, in order:
-//! schema → capability policy → autonomy policy → blast radius → cooldown →
-//! circuit breaker (→ plan → execute → verify, in the agent).
+//! schema → plan (read-only) → capability policy → autonomy policy → blast
+//! radius → cooldown → circuit breaker → oscillation (→ execute bound to the
+//! plan → verify, in the agent).
 //!
-//! Each step is a plain function returning a [`Verdict`]; the agent records
-//! every verdict in the audit trail before it moves on. The first step that
-//! does not pass decides.
+//! Each step is a plain function of the plan's typed effects returning a
+//! [`Verdict`] — never of a tool's or an argument's name, so a third-party
+//! tool meets the same rules as a first-party one. The agent records every
+//! verdict in the audit trail before it moves on. The first refusal decides.
 
 use super::autonomy::{AutonomyPolicy, Mode, risk_rank};
 use crate::analysis::Confidence;
-use crate::bindings::types::{Effect, Risk, ToolSpec};
-use crate::capability::k8s::K8sGrant;
+use crate::bindings::types::{Risk, ToolSpec};
+use crate::capability::Grants;
+use crate::effects::{Effect, EffectKind, Target};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +23,21 @@ pub enum Verdict {
     Refuse(String),
     /// Waits for a human.
     NeedsApproval(String),
+    /// Passed only because an admin overrode this step; recorded as such.
+    Overridden(String),
+}
+
+impl Verdict {
+    /// The autonomy step skipped by an admin's explicit override: a pass
+    /// that says so in the audit trail.
+    pub fn overridden(self, by: &str) -> Verdict {
+        match self {
+            Verdict::Pass => Verdict::Overridden(format!(
+                "autonomy skipped by an explicit admin override ({by}); capability, plan binding, blast radius, cooldown, breaker and audit still apply"
+            )),
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,12 +48,14 @@ pub struct StepVerdict {
 }
 
 /// An action the agent has taken, for cooldowns, the breaker and the
-/// oscillation guard.
+/// oscillation guard: its effects as the host bound and saw them.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TakenAction {
+    #[serde(default)]
+    pub plugin: String,
     pub tool: String,
-    pub target: String,
-    pub arguments: serde_json::Value,
+    #[serde(default)]
+    pub effects: Vec<Effect>,
     pub at_ms: i64,
 }
 
@@ -51,46 +71,30 @@ pub struct GuardState {
     pub mode_override: Option<super::autonomy::Mode>,
 }
 
-/// The target of an action: namespace/name when the arguments have them.
-pub fn target_of(args: &serde_json::Value) -> String {
-    match (args["namespace"].as_str(), args["name"].as_str()) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (Some(ns), None) => ns.to_string(),
-        _ => args.to_string(),
-    }
-}
-
-/// Capability pre-check: the arguments' namespace and replicas against the
-/// plugin's effective k8s grant, so an action the host would refuse is not
-/// even proposed for approval. (The host checks again on the real call.)
-pub fn capability(grant: Option<&K8sGrant>, args: &serde_json::Value) -> Verdict {
-    let Some(ns) = args["namespace"].as_str() else {
-        return Verdict::Pass;
-    };
-    let Some(grant) = grant else {
-        return Verdict::Refuse("the plugin has no k8s grant".into());
-    };
-    if !grant.namespaces.iter().any(|n| n.as_str() == ns) {
-        return Verdict::Refuse(format!("namespace `{ns}` is not granted to the plugin"));
-    }
-    if let Some(r) = args["replicas"].as_u64()
-        && r > u64::from(grant.max_replicas)
-    {
-        return Verdict::Refuse(format!(
-            "{r} replicas is above the plugin's max_replicas ({})",
-            grant.max_replicas
-        ));
+/// Capability pre-check: every planned effect against the plugin's
+/// effective grant, through the capability's own check functions
+/// ([`Grants::permits`]), so an action the host would refuse is not even
+/// proposed for approval.
+pub fn capability(grants: &Grants, effects: &[Effect]) -> Verdict {
+    for e in effects {
+        if let Err(denied) = grants.permits(e) {
+            return Verdict::Refuse(format!("{}: {}", e.describe(), denied.0));
+        }
     }
     Verdict::Pass
 }
 
+/// Whether the effects may run without a human. `tier` is the strictest
+/// operator-assigned tier of the targets (`pipeline/tier.rs`).
 pub fn autonomy(
     policy: &AutonomyPolicy,
     spec: &ToolSpec,
     confidence: Confidence,
+    effects: &[Effect],
     tier: Option<&str>,
 ) -> Verdict {
-    if spec.effect == Effect::Read {
+    if spec.effect == crate::bindings::types::Effect::Read {
+        // Enforced by the host: the tool executes read-only.
         return Verdict::Pass;
     }
     match policy.mode {
@@ -106,84 +110,129 @@ pub fn autonomy(
         }
         Mode::Auto => {}
     }
-    if policy.always_require_approval.contains(&spec.name) {
-        return Verdict::NeedsApproval(format!("`{}` always requires approval", spec.name));
-    }
-    let Some(rule) = policy.rule_for(&spec.name) else {
-        return Verdict::NeedsApproval(format!("no auto_execute_if rule for `{}`", spec.name));
-    };
-    let a = &rule.auto_execute_if;
-    if confidence < a.min_confidence {
+    if let Some(other) = effects.iter().find(|e| e.kind() == EffectKind::Other) {
         return Verdict::NeedsApproval(format!(
-            "confidence {confidence:?} is below {:?}",
-            a.min_confidence
+            "the plan has an effect the host can neither judge nor bind ({})",
+            other.describe()
         ));
     }
-    if risk_rank(spec.risk) > risk_rank(a.max_risk) {
-        return Verdict::NeedsApproval(format!("risk {:?} is above {:?}", spec.risk, a.max_risk));
-    }
-    match tier {
-        Some(t) if a.service_tiers.iter().any(|x| x == t) => Verdict::Pass,
-        Some(t) => Verdict::NeedsApproval(format!(
-            "service tier {t} is not in {:?} for unattended `{}`",
-            a.service_tiers, spec.name
-        )),
-        None => Verdict::NeedsApproval("the alert names no service tier".into()),
-    }
-}
-
-pub fn blast_radius(policy: &AutonomyPolicy, args: &serde_json::Value) -> Verdict {
-    let g = &policy.guardrails;
-    if let Some(r) = args["replicas"].as_u64()
-        && r > g.max_replicas
-    {
-        return Verdict::Refuse(format!(
-            "{r} replicas exceeds the guardrail max_replicas {}",
-            g.max_replicas
-        ));
-    }
-    if let Some(r) = args["replicas"].as_u64()
-        && r == 0
-    {
-        return Verdict::Refuse("scaling to zero takes the service down".into());
-    }
-    for key in ["max_pods", "pods"] {
-        let n = args[key]
-            .as_u64()
-            .or_else(|| args[key].as_array().map(|a| a.len() as u64));
-        if let Some(n) = n
-            && n > g.max_restarts
-        {
-            return Verdict::Refuse(format!(
-                "{n} pods exceeds the guardrail max_restarts {}",
-                g.max_restarts
+    let mut kinds: Vec<EffectKind> = effects.iter().map(Effect::kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        if policy.always_require_approval.contains(&kind) {
+            return Verdict::NeedsApproval(format!("`{kind}` effects always require approval"));
+        }
+        let Some(rule) = policy.rule_for(kind) else {
+            return Verdict::NeedsApproval(format!("no auto_execute_if rule for `{kind}` effects"));
+        };
+        let a = &rule.auto_execute_if;
+        if confidence < a.min_confidence {
+            return Verdict::NeedsApproval(format!(
+                "confidence {confidence:?} is below {:?} for `{kind}`",
+                a.min_confidence
             ));
+        }
+        if risk_rank(spec.risk) > risk_rank(a.max_risk) {
+            return Verdict::NeedsApproval(format!(
+                "risk {:?} is above {:?} for `{kind}`",
+                spec.risk, a.max_risk
+            ));
+        }
+        let any = a.service_tiers.iter().any(|t| t == "any");
+        match tier {
+            _ if any => {}
+            Some(t) if a.service_tiers.iter().any(|x| x == t) => {}
+            Some(t) => {
+                return Verdict::NeedsApproval(format!(
+                    "service tier {t} is not in {:?} for unattended `{kind}`",
+                    a.service_tiers
+                ));
+            }
+            None => {
+                return Verdict::NeedsApproval(
+                    "the operator assigns no service tier to the target".into(),
+                );
+            }
         }
     }
     Verdict::Pass
 }
 
+/// Replica ceiling and floor, pods per action, objects per action — on the
+/// effects, whichever tool has them.
+pub fn blast_radius(policy: &AutonomyPolicy, effects: &[Effect]) -> Verdict {
+    let g = &policy.guardrails;
+    for e in effects {
+        match e {
+            Effect::Scale { target, to, .. } if u64::from(*to) > g.max_replicas => {
+                return Verdict::Refuse(format!(
+                    "{target} to {to} replicas exceeds the guardrail max_replicas {}",
+                    g.max_replicas
+                ));
+            }
+            Effect::Scale { target, to: 0, .. } if g.min_replicas > 0 => {
+                return Verdict::Refuse(format!(
+                    "scaling {target} to zero takes the service down (min_replicas {})",
+                    g.min_replicas
+                ));
+            }
+            Effect::Scale { target, to, .. } if *to < g.min_replicas => {
+                return Verdict::Refuse(format!(
+                    "{target} to {to} replicas is below the guardrail min_replicas {}",
+                    g.min_replicas
+                ));
+            }
+            Effect::RestartPods { target, pods } if pods.len() as u64 > g.max_restarts => {
+                return Verdict::Refuse(format!(
+                    "{} pods of {target} exceeds the guardrail max_restarts {}",
+                    pods.len(),
+                    g.max_restarts
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut targets: Vec<Target> = effects.iter().filter_map(Effect::target).collect();
+    targets.sort();
+    targets.dedup();
+    if targets.len() > g.max_objects_per_action as usize {
+        return Verdict::Refuse(format!(
+            "the action changes {} objects; the guardrail max_objects_per_action is {}",
+            targets.len(),
+            g.max_objects_per_action
+        ));
+    }
+    Verdict::Pass
+}
+
+/// The same kind of effect on the same target within the cooldown.
 pub fn cooldown(
     policy: &AutonomyPolicy,
     state: &GuardState,
-    tool: &str,
-    target: &str,
+    effects: &[Effect],
     now_ms: i64,
 ) -> Verdict {
     let window = i64::from(policy.guardrails.cooldown_minutes) * 60_000;
-    match state
-        .history
-        .iter()
-        .rev()
-        .find(|a| a.tool == tool && a.target == target)
-    {
-        Some(prev) if now_ms - prev.at_ms < window => Verdict::Refuse(format!(
-            "`{tool}` on {target} ran {} s ago; cooldown is {} min",
-            (now_ms - prev.at_ms) / 1000,
-            policy.guardrails.cooldown_minutes
-        )),
-        _ => Verdict::Pass,
+    for e in effects {
+        let Some(target) = e.target() else { continue };
+        let recent = state.history.iter().rev().find(|a| {
+            now_ms - a.at_ms < window
+                && a.effects
+                    .iter()
+                    .any(|p| p.kind() == e.kind() && p.target().as_ref() == Some(&target))
+        });
+        if let Some(prev) = recent {
+            return Verdict::Refuse(format!(
+                "a `{}` effect on {target} ran {} s ago (`{}`); cooldown is {} min",
+                e.kind(),
+                (now_ms - prev.at_ms) / 1000,
+                prev.tool,
+                policy.guardrails.cooldown_minutes
+            ));
+        }
     }
+    Verdict::Pass
 }
 
 /// Trips when the agent has already taken `max_actions` in the window; a
@@ -211,15 +260,13 @@ pub fn circuit_breaker(policy: &AutonomyPolicy, state: &mut GuardState, now_ms: 
     Verdict::Pass
 }
 
-/// The agent never reverses its own recent action on the same target
-/// without a human: scaling back the other way, or rolling forward after a
-/// rollback.
+/// The agent never reverses its own recent change on the same target
+/// without a human — scaling back the other way, or rolling forward after a
+/// rollback — whichever tools made the two changes.
 pub fn oscillation(
     policy: &AutonomyPolicy,
     state: &GuardState,
-    tool: &str,
-    target: &str,
-    args: &serde_json::Value,
+    effects: &[Effect],
     now_ms: i64,
 ) -> Verdict {
     let window = i64::from(
@@ -229,35 +276,46 @@ pub fn oscillation(
             .max(policy.guardrails.cooldown_minutes),
     ) * 60_000
         * 6;
-    let Some(prev) = state
-        .history
-        .iter()
-        .rev()
-        .find(|a| a.target == target && now_ms - a.at_ms < window)
-    else {
-        return Verdict::Pass;
-    };
-    let reverses = match (prev.tool.as_str(), tool) {
-        ("scale_deployment", "scale_deployment") => {
-            let before = prev.arguments["previous_replicas"].as_u64();
-            let (Some(was), Some(now)) = (
-                prev.arguments["replicas"].as_u64(),
-                args["replicas"].as_u64(),
-            ) else {
-                return Verdict::Pass;
-            };
-            before.is_some_and(|b| (was > b && now < was) || (was < b && now > was))
+    for e in effects {
+        let Some(target) = e.target() else { continue };
+        let previous = state
+            .history
+            .iter()
+            .rev()
+            .filter(|a| now_ms - a.at_ms < window)
+            .find_map(|a| {
+                a.effects
+                    .iter()
+                    .find(|p| p.target().as_ref() == Some(&target))
+                    .map(|p| (a, p))
+            });
+        let Some((prev, prev_effect)) = previous else {
+            continue;
+        };
+        if reverses(prev_effect, e) {
+            return Verdict::NeedsApproval(format!(
+                "reverses the agent's own recent change on {target} ({}, by `{}`)",
+                prev_effect.describe(),
+                prev.tool
+            ));
         }
-        ("rollback_deployment", "rollback_deployment") => true,
+    }
+    Verdict::Pass
+}
+
+fn reverses(prev: &Effect, now: &Effect) -> bool {
+    match (prev, now) {
+        (
+            Effect::Scale {
+                from: pf, to: pt, ..
+            },
+            Effect::Scale {
+                from: nf, to: nt, ..
+            },
+        ) => (pt > pf && nt < nf) || (pt < pf && nt > nf),
+        (Effect::Rollback { .. }, Effect::Rollback { .. }) => true,
+        (Effect::DnsRecord { from: Some(pf), .. }, Effect::DnsRecord { to: nt, .. }) => pf == nt,
         _ => false,
-    };
-    if reverses {
-        Verdict::NeedsApproval(format!(
-            "reverses the agent's own recent `{}` on {target}",
-            prev.tool
-        ))
-    } else {
-        Verdict::Pass
     }
 }
 
@@ -273,129 +331,185 @@ pub fn risk_name(r: Risk) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::bindings::types::Effect as Declared;
+    use crate::effects::ObjectRef;
 
     fn policy(mode: &str) -> AutonomyPolicy {
         toml::from_str(&format!(
             r#"
 mode = "{mode}"
 version = "v1"
-always_require_approval = ["set_resource_limits"]
+always_require_approval = ["resources"]
 [guardrails]
 max_actions = 2
 window_minutes = 10
 cooldown_minutes = 15
 max_replicas = 20
 max_restarts = 3
+max_objects_per_action = 2
 [[action]]
-tool = "rollback_deployment"
+effect = "rollback"
 auto_execute_if = {{ min_confidence = "high", max_risk = "medium", service_tiers = ["2", "3"] }}
 "#
         ))
         .expect("policy parses")
     }
 
-    fn spec(name: &str, risk: Risk) -> ToolSpec {
+    fn spec(risk: Risk) -> ToolSpec {
         ToolSpec {
-            name: name.into(),
+            name: "any_third_party_name".into(),
             description: String::new(),
             parameters_schema: "{}".into(),
-            effect: Effect::Mutate,
+            effect: Declared::Mutate,
             risk,
             reversible: true,
         }
     }
 
+    fn dep(name: &str) -> ObjectRef {
+        ObjectRef::deployment("payments", name)
+    }
+
+    fn rollback() -> Vec<Effect> {
+        vec![Effect::Rollback {
+            target: dep("api"),
+            from_revision: 2,
+            to_revision: 1,
+        }]
+    }
+
+    fn scale(from: u32, to: u32) -> Vec<Effect> {
+        vec![Effect::Scale {
+            target: dep("api"),
+            from,
+            to,
+        }]
+    }
+
+    fn taken(effects: Vec<Effect>, at_ms: i64) -> TakenAction {
+        TakenAction {
+            plugin: "third-party".into(),
+            tool: "whatever".into(),
+            effects,
+            at_ms,
+        }
+    }
+
     #[test]
     fn modes() {
-        let s = spec("rollback_deployment", Risk::Medium);
+        let s = spec(Risk::Medium);
+        let e = rollback();
         assert!(matches!(
-            autonomy(&policy("observe"), &s, Confidence::High, Some("2")),
+            autonomy(&policy("observe"), &s, Confidence::High, &e, Some("2")),
             Verdict::Refuse(_)
         ));
         assert!(matches!(
-            autonomy(&policy("approve"), &s, Confidence::High, Some("2")),
+            autonomy(&policy("approve"), &s, Confidence::High, &e, Some("2")),
             Verdict::NeedsApproval(_)
         ));
         assert_eq!(
-            autonomy(&policy("auto"), &s, Confidence::High, Some("2")),
+            autonomy(&policy("auto"), &s, Confidence::High, &e, Some("2")),
             Verdict::Pass
         );
     }
 
     #[test]
-    fn auto_needs_confidence_risk_and_tier() {
+    fn auto_judges_effects_confidence_risk_and_tier() {
         let p = policy("auto");
-        let s = spec("rollback_deployment", Risk::Medium);
-        assert!(
-            matches!(autonomy(&p, &s, Confidence::Medium, Some("2")), Verdict::NeedsApproval(r) if r.contains("confidence"))
-        );
-        assert!(
-            matches!(autonomy(&p, &spec("rollback_deployment", Risk::High), Confidence::High, Some("2")), Verdict::NeedsApproval(r) if r.contains("risk"))
-        );
-        assert!(
-            matches!(autonomy(&p, &s, Confidence::High, Some("1")), Verdict::NeedsApproval(r) if r.contains("tier 1"))
-        );
-        assert!(matches!(
-            autonomy(&p, &s, Confidence::High, None),
-            Verdict::NeedsApproval(_)
+        let s = spec(Risk::Medium);
+        let e = rollback();
+        let needs =
+            |v: Verdict, word: &str| matches!(v, Verdict::NeedsApproval(r) if r.contains(word));
+        assert!(needs(
+            autonomy(&p, &s, Confidence::Medium, &e, Some("2")),
+            "confidence"
         ));
-        assert!(
-            matches!(autonomy(&p, &spec("set_resource_limits", Risk::Low), Confidence::High, Some("2")), Verdict::NeedsApproval(r) if r.contains("always"))
-        );
-        assert!(
-            matches!(autonomy(&p, &spec("scale_deployment", Risk::Low), Confidence::High, Some("2")), Verdict::NeedsApproval(r) if r.contains("no auto_execute_if"))
-        );
+        assert!(needs(
+            autonomy(&p, &spec(Risk::High), Confidence::High, &e, Some("2")),
+            "risk"
+        ));
+        assert!(needs(
+            autonomy(&p, &s, Confidence::High, &e, Some("1")),
+            "tier 1"
+        ));
+        assert!(needs(
+            autonomy(&p, &s, Confidence::High, &e, None),
+            "no service tier"
+        ));
+        assert!(needs(
+            autonomy(&p, &s, Confidence::High, &scale(3, 4), Some("2")),
+            "no auto_execute_if rule for `scale`"
+        ));
+        let resources = vec![Effect::Resources {
+            target: dep("api"),
+            container: "app".into(),
+            before: Default::default(),
+            after: Default::default(),
+        }];
+        assert!(needs(
+            autonomy(&p, &s, Confidence::High, &resources, Some("2")),
+            "always"
+        ));
+        let other = vec![Effect::Other {
+            description: "0.1.0 change".into(),
+        }];
+        assert!(needs(
+            autonomy(&p, &s, Confidence::High, &other, Some("2")),
+            "neither judge nor bind"
+        ));
     }
 
     #[test]
-    fn blast_radius_limits() {
+    fn blast_radius_on_effects() {
         let p = policy("auto");
-        assert!(matches!(
-            blast_radius(&p, &json!({"replicas": 0})),
-            Verdict::Refuse(_)
-        ));
-        assert!(matches!(
-            blast_radius(&p, &json!({"replicas": 21})),
-            Verdict::Refuse(_)
-        ));
-        assert!(matches!(
-            blast_radius(&p, &json!({"max_pods": 4})),
-            Verdict::Refuse(_)
-        ));
-        assert_eq!(
-            blast_radius(&p, &json!({"replicas": 5, "max_pods": 3})),
-            Verdict::Pass
+        assert!(matches!(blast_radius(&p, &scale(3, 0)), Verdict::Refuse(r) if r.contains("zero")));
+        assert!(
+            matches!(blast_radius(&p, &scale(3, 21)), Verdict::Refuse(r) if r.contains("max_replicas"))
         );
+        assert_eq!(blast_radius(&p, &scale(3, 6)), Verdict::Pass);
+        let pods = vec![Effect::RestartPods {
+            target: dep("api"),
+            pods: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        }];
+        assert!(
+            matches!(blast_radius(&p, &pods), Verdict::Refuse(r) if r.contains("max_restarts"))
+        );
+        let three: Vec<Effect> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Effect::CertificateRenewal {
+                certificate: ObjectRef {
+                    kind: "Certificate".into(),
+                    namespace: "payments".into(),
+                    name: (*n).into(),
+                },
+            })
+            .collect();
+        assert!(
+            matches!(blast_radius(&p, &three), Verdict::Refuse(r) if r.contains("max_objects_per_action"))
+        );
+        let mut zero_ok = policy("auto");
+        zero_ok.guardrails.min_replicas = 0;
+        assert_eq!(blast_radius(&zero_ok, &scale(3, 0)), Verdict::Pass);
     }
 
     #[test]
-    fn cooldown_and_breaker() {
+    fn cooldown_and_breaker_follow_targets_not_tools() {
         let p = policy("auto");
         let mut st = GuardState::default();
-        let take = |st: &mut GuardState, at: i64| {
-            st.history.push(TakenAction {
-                tool: "rollback_deployment".into(),
-                target: "payments/api".into(),
-                arguments: json!({}),
-                at_ms: at,
-            })
-        };
-        take(&mut st, 0);
+        st.history.push(taken(rollback(), 0));
         assert!(matches!(
-            cooldown(&p, &st, "rollback_deployment", "payments/api", 60_000),
+            cooldown(&p, &st, &rollback(), 60_000),
             Verdict::Refuse(_)
         ));
-        assert_eq!(
-            cooldown(&p, &st, "rollback_deployment", "payments/api", 16 * 60_000),
-            Verdict::Pass
-        );
-        assert_eq!(
-            cooldown(&p, &st, "rollback_deployment", "payments/other", 60_000),
-            Verdict::Pass
-        );
+        assert_eq!(cooldown(&p, &st, &rollback(), 16 * 60_000), Verdict::Pass);
+        let other_target = vec![Effect::Rollback {
+            target: dep("ledger"),
+            from_revision: 2,
+            to_revision: 1,
+        }];
+        assert_eq!(cooldown(&p, &st, &other_target, 60_000), Verdict::Pass);
         assert_eq!(circuit_breaker(&p, &mut st, 60_000), Verdict::Pass);
-        take(&mut st, 30_000);
+        st.history.push(taken(other_target, 30_000));
         assert!(
             matches!(circuit_breaker(&p, &mut st, 60_000), Verdict::Refuse(r) if r.contains("tripped"))
         );
@@ -406,59 +520,47 @@ auto_execute_if = {{ min_confidence = "high", max_risk = "medium", service_tiers
     }
 
     #[test]
-    fn oscillation_needs_a_human() {
+    fn oscillation_whichever_tool_scaled() {
         let p = policy("auto");
         let mut st = GuardState::default();
-        st.history.push(TakenAction {
-            tool: "scale_deployment".into(),
-            target: "ns/a".into(),
-            arguments: json!({"replicas": 6, "previous_replicas": 3}),
-            at_ms: 0,
-        });
+        st.history.push(taken(scale(3, 6), 0));
         assert!(matches!(
-            oscillation(
-                &p,
-                &st,
-                "scale_deployment",
-                "ns/a",
-                &json!({"replicas": 3}),
-                60_000
-            ),
+            oscillation(&p, &st, &scale(6, 3), 60_000),
             Verdict::NeedsApproval(_)
         ));
-        assert_eq!(
-            oscillation(
-                &p,
-                &st,
-                "scale_deployment",
-                "ns/a",
-                &json!({"replicas": 8}),
-                60_000
-            ),
-            Verdict::Pass
-        );
+        assert_eq!(oscillation(&p, &st, &scale(6, 8), 60_000), Verdict::Pass);
+        st.history.push(taken(rollback(), 0));
+        assert!(matches!(
+            oscillation(&p, &st, &rollback(), 60_000),
+            Verdict::NeedsApproval(_)
+        ));
     }
 
     #[test]
-    fn capability_precheck() {
-        let g: K8sGrant = toml::from_str(
-            "namespaces = [\"payments\"]\noperations = [\"scale\"]\nmax_replicas = 10\n",
+    fn capability_precheck_uses_the_grant_checks() {
+        let grants: Grants = toml::from_str(
+            "[k8s]\nnamespaces = [\"payments\"]\noperations = [\"scale\"]\nmax_replicas = 10\n",
         )
         .expect("grant");
-        assert_eq!(
-            capability(Some(&g), &json!({"namespace": "payments", "replicas": 4})),
-            Verdict::Pass
+        assert_eq!(capability(&grants, &scale(3, 4)), Verdict::Pass);
+        assert!(
+            matches!(capability(&grants, &scale(3, 11)), Verdict::Refuse(r) if r.contains("max_replicas"))
         );
+        let elsewhere = vec![Effect::Scale {
+            target: ObjectRef::deployment("kube-system", "coredns"),
+            from: 2,
+            to: 3,
+        }];
         assert!(matches!(
-            capability(Some(&g), &json!({"namespace": "kube-system"})),
+            capability(&grants, &elsewhere),
             Verdict::Refuse(_)
         ));
         assert!(matches!(
-            capability(Some(&g), &json!({"namespace": "payments", "replicas": 11})),
+            capability(&grants, &rollback()),
             Verdict::Refuse(_)
         ));
         assert!(matches!(
-            capability(None, &json!({"namespace": "payments"})),
+            capability(&Grants::default(), &scale(3, 4)),
             Verdict::Refuse(_)
         ));
     }

@@ -8,10 +8,12 @@ pub mod autonomy;
 pub mod context;
 pub mod escalate;
 pub mod guard;
+pub mod planned;
 pub mod recovery;
 pub mod redact;
 pub mod report;
 pub mod requested;
+pub mod tier;
 
 use crate::analysis::runbook::{self, Runbook};
 use crate::analysis::{Decision, EvidenceItem};
@@ -186,7 +188,16 @@ impl Agent {
         let t = std::time::Instant::now();
         let mut actions = Vec::new();
         for proposed in &decision.actions {
-            let outcome = act::run(self, &id, primary, &decision, proposed, rb).await?;
+            let outcome = act::run(
+                self,
+                &id,
+                primary,
+                &decision,
+                proposed,
+                rb,
+                &act::Requester::default(),
+            )
+            .await?;
             let stop = !matches!(outcome.status, act::ActionStatus::Recovered);
             actions.push(outcome);
             if stop {

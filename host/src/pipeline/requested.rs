@@ -1,12 +1,14 @@
-//! Tool calls asked for from outside an alert (an MCP client): the same
-//! guardrails, approvals and audit as the planner's proposals.
+//! Tool calls asked for from outside an alert — an MCP client, or an
+//! operator's `runwarden plugin call` — with the same guardrails, approvals
+//! and audit as the planner's proposals.
 //!
 //! Each call becomes an incident of its own, opened by a synthetic alert
-//! `McpToolCall` labelled with the call's namespace, so the audit trail,
-//! approvals, the breaker and reports work exactly as for an alert. The
-//! caller's proposal carries `low` confidence and no tier: whatever the
-//! autonomy policy demands of the least trusted proposal applies. Nothing
-//! here can change a grant or the policy.
+//! (`McpToolCall`, `OperatorToolCall`) labelled with the call's namespace,
+//! so the audit trail, approvals, the breaker and reports work exactly as
+//! for an alert. The caller's proposal carries `low` confidence: whatever
+//! the autonomy policy demands of the least trusted proposal applies. The
+//! caller is recorded as the requester and cannot approve its own request.
+//! Nothing here can change a grant or the policy.
 
 use super::{Agent, act};
 use crate::analysis::{Confidence, Decision, PlannerKind, ProposedAction};
@@ -20,9 +22,32 @@ pub struct Requested {
     pub outcome: act::ActionOutcome,
 }
 
+/// Where a requested call came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Mcp,
+    /// `runwarden plugin call`.
+    Cli,
+}
+
+impl Channel {
+    fn alert_name(self) -> &'static str {
+        match self {
+            Channel::Mcp => "McpToolCall",
+            Channel::Cli => "OperatorToolCall",
+        }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            Channel::Mcp => "MCP",
+            Channel::Cli => "the CLI",
+        }
+    }
+}
+
 impl Agent {
     /// Runs `plugin`.`tool` with `arguments` through the guardrails on
-    /// behalf of `client`.
+    /// behalf of `client`, over MCP.
     pub async fn run_requested(
         &self,
         client: &str,
@@ -30,10 +55,35 @@ impl Agent {
         tool: &str,
         arguments: serde_json::Value,
     ) -> Result<Requested, StoreError> {
+        let requester = act::Requester {
+            identity: Some(client.to_string()),
+            skip_autonomy: false,
+        };
+        self.run_requested_via(Channel::Mcp, &requester, plugin, tool, arguments)
+            .await
+    }
+
+    /// Runs a call asked for over `channel` by `requester`.
+    pub async fn run_requested_via(
+        &self,
+        channel: Channel,
+        requester: &act::Requester,
+        plugin: &str,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> Result<Requested, StoreError> {
+        let client = requester.identity.as_deref().unwrap_or("unknown");
         let id = self.store.next_incident_id()?;
         let mut labels = std::collections::BTreeMap::from([
-            ("alertname".to_string(), "McpToolCall".to_string()),
-            ("source".to_string(), "mcp".to_string()),
+            ("alertname".to_string(), channel.alert_name().to_string()),
+            (
+                "source".to_string(),
+                match channel {
+                    Channel::Mcp => "mcp",
+                    Channel::Cli => "cli",
+                }
+                .to_string(),
+            ),
         ]);
         for key in ["namespace", "name"] {
             if let Some(v) = arguments.get(key).and_then(|v| v.as_str()) {
@@ -43,14 +93,17 @@ impl Agent {
         }
         let now = chrono::Utc::now();
         let alert = Alert {
-            sender: Sender::Mcp,
-            name: "McpToolCall".into(),
+            sender: match channel {
+                Channel::Mcp => Sender::Mcp,
+                Channel::Cli => Sender::Operator,
+            },
+            name: channel.alert_name().into(),
             status: Status::Firing,
             fingerprint: format!("mcp-{id}"),
             labels,
             annotations: std::collections::BTreeMap::from([(
                 "summary".to_string(),
-                format!("{client} asked for {plugin}.{tool} over MCP"),
+                format!("{client} asked for {plugin}.{tool} over {}", channel.word()),
             )]),
             starts_at: now,
             ends_at: None,
@@ -58,27 +111,37 @@ impl Agent {
         };
         let mut record = IncidentRecord {
             id: id.clone(),
-            title: format!("MCP: {plugin}.{tool} for {client}"),
+            title: format!(
+                "{}: {plugin}.{tool} for {client}",
+                match channel {
+                    Channel::Mcp => "MCP",
+                    Channel::Cli => "CLI",
+                }
+            ),
             service: alert.label("service").map(str::to_string),
             namespace: alert.label("namespace").map(str::to_string),
             state: IncidentState::Remediating,
             opened_at: now,
             closed_at: None,
-            detail: serde_json::json!({"mcp_client": client}),
-            summary: format!("McpToolCall {plugin} {tool}"),
+            detail: serde_json::json!({"requested_by": client, "channel": channel.alert_name()}),
+            summary: format!("{} {plugin} {tool}", channel.alert_name()),
         };
         self.store.put_incident(&record)?;
-        self.audit(&id, "alert", serde_json::json!({"alerts": [&alert], "mcp": {"client": client, "plugin": plugin, "tool": tool, "arguments": arguments}}))?;
+        self.audit(&id, "alert", serde_json::json!({"alerts": [&alert], "requested": {"channel": channel.alert_name(), "client": client, "plugin": plugin, "tool": tool, "arguments": arguments, "skip_autonomy": requester.skip_autonomy}}))?;
         let proposed = ProposedAction {
             plugin: plugin.into(),
             tool: tool.into(),
             arguments,
-            rationale: format!("requested by the MCP client `{client}`"),
+            rationale: format!("requested by `{client}` over {}", channel.word()),
+            provenance: Default::default(),
         };
         let decision = Decision {
-            planner: PlannerKind::Mcp,
+            planner: match channel {
+                Channel::Mcp => PlannerKind::Mcp,
+                Channel::Cli => PlannerKind::Operator,
+            },
             decided_by: client.into(),
-            hypothesis: format!("{client} asked for this call over MCP"),
+            hypothesis: format!("{client} asked for this call over {}", channel.word()),
             confidence: Confidence::Low,
             actions: vec![proposed.clone()],
             risk_assessment: "unassessed: an outside caller's proposal".into(),
@@ -89,7 +152,7 @@ impl Agent {
             "decision",
             serde_json::to_value(&decision).unwrap_or_default(),
         )?;
-        let outcome = act::run(self, &id, &alert, &decision, &proposed, None).await?;
+        let outcome = act::run(self, &id, &alert, &decision, &proposed, None, requester).await?;
         record.state = match &outcome.status {
             act::ActionStatus::WaitingApproval { .. } => IncidentState::WaitingApproval,
             act::ActionStatus::Observed => IncidentState::Open,

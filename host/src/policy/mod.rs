@@ -29,13 +29,52 @@ pub enum PluginKind {
     RemediationTool,
 }
 
-impl PluginKind {
-    /// The WIT interface the component must export.
-    pub fn export_interface(self) -> &'static str {
+/// A version of the plugin contract (`wit/`) the host links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Contract {
+    /// Typed effects. What `wit/` holds today.
+    #[serde(rename = "0.2.0")]
+    V0_2,
+    /// Free-text changes; served through `legacy.rs`.
+    #[serde(rename = "0.1.0")]
+    V0_1,
+}
+
+impl Contract {
+    /// Newest first: the version a component is taken for when it exports
+    /// more than one.
+    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    pub fn version(self) -> &'static str {
         match self {
-            PluginKind::ContextSource => "runwarden:plugin/source@0.1.0",
-            PluginKind::RemediationTool => "runwarden:plugin/tool@0.1.0",
+            Contract::V0_2 => "0.2.0",
+            Contract::V0_1 => "0.1.0",
         }
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.version())
+    }
+}
+
+impl PluginKind {
+    /// The WIT interface the component must export, unversioned.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            PluginKind::ContextSource => "runwarden:plugin/source",
+            PluginKind::RemediationTool => "runwarden:plugin/tool",
+        }
+    }
+
+    /// The contract version of the interface a component exports for this
+    /// kind, if it exports one the host links.
+    pub fn contract_of(self, exports: &[String]) -> Option<Contract> {
+        Contract::ALL.into_iter().find(|c| {
+            let want = format!("{}@{}", self.export_name(), c.version());
+            exports.iter().any(|e| *e == want)
+        })
     }
 }
 

@@ -69,7 +69,7 @@ impl PluginState {
             http_ctx: WasiHttpCtx::new(),
             http: HttpCapability {
                 grant: Arc::new(grants.http.clone().unwrap_or_else(empty_http)),
-                mode,
+                mode: mode.clone(),
                 recorder: recorder.clone(),
             },
             k8s: K8sCapability {

@@ -3,7 +3,9 @@
 
 use super::Server;
 use super::access::{Refusal, Role};
+use crate::pipeline::approvals::ApprovalError;
 use crate::pipeline::autonomy::Mode;
+use crate::store::StoreError;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -112,7 +114,7 @@ async fn approve(
         Ok(outcome) => {
             axum::Json(serde_json::json!({"approved": id, "outcome": outcome})).into_response()
         }
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(approval_status(&e), e),
     }
 }
 
@@ -127,7 +129,18 @@ async fn deny(
     };
     match s.agent.deny(&id, &who) {
         Ok(()) => axum::Json(serde_json::json!({"denied": id})).into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(approval_status(&e), e),
+    }
+}
+
+/// 409 when another decision (or the clock) already settled the approval,
+/// 403 when this caller may not decide it, 404 for an unknown id.
+fn approval_status(e: &ApprovalError) -> StatusCode {
+    match e {
+        ApprovalError::SelfApproval { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+        ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
     }
 }
 

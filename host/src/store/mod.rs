@@ -55,6 +55,14 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("store: stored record is unreadable: {0}")]
     Corrupt(String),
+    #[error("approval `{id}` is already {state:?}{}", .by.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default())]
+    AlreadyDecided {
+        id: String,
+        state: ApprovalState,
+        by: Option<String>,
+    },
+    #[error("store: {what} `{id}` exists already")]
+    Exists { what: &'static str, id: String },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -114,8 +122,9 @@ pub struct IncidentRecord {
     pub summary: String,
 }
 
-/// A mutating action waiting for a human. It binds to the exact tool,
-/// arguments and autonomy-policy version, and expires.
+/// A mutating action waiting for a human. It binds to the digest of the
+/// exact tool, arguments, planned effects and autonomy-policy version, and
+/// expires. Decided once: see [`Store::decide_approval`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub id: String,
@@ -123,12 +132,27 @@ pub struct Approval {
     pub plugin: String,
     pub tool: String,
     pub arguments: serde_json::Value,
+    /// The plan's typed effects, as the approver is shown them.
+    #[serde(default)]
+    pub effects: Vec<crate::effects::Effect>,
+    /// `effects::digest` of tool, arguments, effects and policy version.
+    #[serde(default)]
+    pub digest: String,
+    /// Each target's tier and where it came from.
+    #[serde(default)]
+    pub tiers: serde_json::Value,
     pub policy_version: String,
     pub reason: String,
     pub requested_at: chrono::DateTime<chrono::Utc>,
+    /// Who asked for the action (an MCP caller, a CLI operator); `None`:
+    /// the agent itself. They cannot approve it.
+    #[serde(default)]
+    pub requested_by: Option<String>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub state: ApprovalState,
     pub decided_by: Option<String>,
+    #[serde(default)]
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +193,22 @@ pub trait Store: Send + Sync {
     fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError>;
     fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
 
-    fn put_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// A fresh approval id from the store's own counter (`APR-n`), unique
+    /// across processes sharing the store.
+    fn next_approval_id(&self) -> Result<String, StoreError>;
+    /// Stores a new approval; an id that exists already is an error, never
+    /// an overwrite.
+    fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// Moves a pending approval to `to` in one compare-and-set: of any
+    /// number of concurrent deciders exactly one wins; the others get
+    /// [`StoreError::AlreadyDecided`] naming the state and who decided.
+    fn decide_approval(
+        &self,
+        id: &str,
+        to: ApprovalState,
+        by: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Approval, StoreError>;
     fn approval(&self, id: &str) -> Result<Approval, StoreError>;
     fn approvals(&self) -> Result<Vec<Approval>, StoreError>;
 
@@ -180,4 +219,24 @@ pub trait Store: Send + Sync {
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError>;
     fn report(&self, incident: &str) -> Result<String, StoreError>;
+}
+
+/// The compare-and-set both stores run inside their transaction.
+pub(crate) fn decide(
+    mut a: Approval,
+    to: ApprovalState,
+    by: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Approval, StoreError> {
+    if a.state != ApprovalState::Pending {
+        return Err(StoreError::AlreadyDecided {
+            id: a.id,
+            state: a.state,
+            by: a.decided_by,
+        });
+    }
+    a.state = to;
+    a.decided_by = Some(by.to_string());
+    a.decided_at = Some(at);
+    Ok(a)
 }

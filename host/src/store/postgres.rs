@@ -347,16 +347,66 @@ impl Store for PostgresStore {
         })
     }
 
-    fn put_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+    fn next_approval_id(&self) -> Result<String, StoreError> {
+        self.run(|c| {
+            let row = c.query_one(
+                "INSERT INTO counters(name, value) VALUES('approval', 1)
+                 ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                &[],
+            )?;
+            let n: i64 = row.try_get(0)?;
+            Ok(format!("APR-{n}"))
+        })
+    }
+
+    fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         let record = serde_json::to_value(approval).map_err(corrupt)?;
         let (id, at) = (approval.id.clone(), approval.requested_at.to_rfc3339());
         self.run(move |c| {
-            c.execute(
+            let inserted = c.execute(
                 "INSERT INTO approvals(id, record, requested_at) VALUES($1, $2, $3)
-                 ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                 ON CONFLICT(id) DO NOTHING",
                 &[&id, &record, &at],
             )?;
+            if inserted == 0 {
+                return Err(StoreError::Exists {
+                    what: "approval",
+                    id,
+                });
+            }
             Ok(())
+        })
+    }
+
+    fn decide_approval(
+        &self,
+        id: &str,
+        to: super::ApprovalState,
+        by: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Approval, StoreError> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.run(move |c| {
+            let mut tx = c.transaction()?;
+            // The row lock makes a concurrent decider wait, then see this one.
+            let row = tx
+                .query_opt(
+                    "SELECT record FROM approvals WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "approval",
+                    id: id.clone(),
+                })?;
+            let current: Approval = decode(row.try_get(0)?)?;
+            let decided = super::decide(current, to, &by, at)?;
+            let record = serde_json::to_value(&decided).map_err(corrupt)?;
+            tx.execute(
+                "UPDATE approvals SET record = $2 WHERE id = $1",
+                &[&id, &record],
+            )?;
+            tx.commit()?;
+            Ok(decided)
         })
     }
 

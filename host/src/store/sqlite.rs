@@ -289,14 +289,64 @@ impl Store for SqliteStore {
         Ok(verify_rows(rows))
     }
 
-    fn put_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+    fn next_approval_id(&self) -> Result<String, StoreError> {
+        let n: i64 = self.conn()?.query_row(
+            "INSERT INTO counters(name, value) VALUES('approval', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(format!("APR-{n}"))
+    }
+
+    fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         let text =
             serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn()?.execute(
-            "INSERT INTO approvals(id, record, requested_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+        let inserted = self.conn()?.execute(
+            "INSERT INTO approvals(id, record, requested_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
             params![approval.id, text, approval.requested_at.to_rfc3339()],
         )?;
+        if inserted == 0 {
+            return Err(StoreError::Exists {
+                what: "approval",
+                id: approval.id.clone(),
+            });
+        }
         Ok(())
+    }
+
+    fn decide_approval(
+        &self,
+        id: &str,
+        to: super::ApprovalState,
+        by: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Approval, StoreError> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE takes the write lock first, so another process deciding
+        // the same approval waits and then sees this decision.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let text: Option<String> = tx
+            .query_row(
+                "SELECT record FROM approvals WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let text = text.ok_or_else(|| StoreError::NotFound {
+            what: "approval",
+            id: id.to_string(),
+        })?;
+        let current: Approval =
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let decided = super::decide(current, to, by, at)?;
+        let text =
+            serde_json::to_string(&decided).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE approvals SET record = ?2 WHERE id = ?1",
+            params![id, text],
+        )?;
+        tx.commit()?;
+        Ok(decided)
     }
 
     fn approval(&self, id: &str) -> Result<Approval, StoreError> {

@@ -12,7 +12,7 @@ use runwarden_sdk::serde_json::json;
 use runwarden_sdk::time::{format_utc, now_ms, sleep_ms};
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, config, log_info, tool_spec,
+    ToolSpec, config, effects, log_info, tool_spec,
 };
 
 struct CertManager;
@@ -70,23 +70,14 @@ impl ToolGuest for CertManager {
         let now = now_ms();
         let changes: Vec<Change> = targets
             .iter()
-            .map(|c| Change {
-                target: target(c),
-                description: "re-issue".into(),
-                before: Some(validity(c, now)),
-                after: Some("a new certificate from the same issuer".into()),
-            })
+            .map(|c| renewal(c, format!("re-issue {} ({})", target(c), validity(c, now))))
             .collect();
-        let summary = if changes.is_empty() {
+        let summary = if targets.is_empty() {
             "no certificate to re-issue".to_string()
         } else {
             format!(
                 "re-issue {}",
-                changes
-                    .iter()
-                    .map(|c| c.target.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                targets.iter().map(target).collect::<Vec<_>>().join(", ")
             )
         };
         Ok(ActionPlan { summary, changes })
@@ -96,22 +87,28 @@ impl ToolGuest for CertManager {
         let targets = targets(&call)?;
         let deadline = now_ms() + confirm_timeout_ms()?;
         let mut changes = Vec::new();
+        let mut done: Vec<String> = Vec::new();
         let mut failures = Vec::new();
         for before in &targets {
             match renew_and_confirm(before, deadline) {
-                Ok(after) => changes.push(Change {
-                    target: target(before),
-                    description: "re-issued".into(),
-                    before: Some(validity(before, now_ms())),
-                    after: Some(validity(&after, now_ms())),
-                }),
+                Ok(after) => {
+                    done.push(target(before));
+                    changes.push(renewal(
+                        before,
+                        format!(
+                            "re-issued {}: {} -> {}",
+                            target(before),
+                            validity(before, now_ms()),
+                            validity(&after, now_ms())
+                        ),
+                    ))
+                }
                 // A policy refusal is the answer for the whole call.
                 Err(denied @ Error::Denied(_)) => return Err(denied),
                 Err(e) => failures.push(format!("{}: {}", target(before), e.message())),
             }
         }
         if !failures.is_empty() {
-            let done: Vec<&str> = changes.iter().map(|c| c.target.as_str()).collect();
             return Err(Error::Failed(format!(
                 "{}{}",
                 failures.join("; "),
@@ -129,8 +126,7 @@ impl ToolGuest for CertManager {
         };
         Ok(Outcome {
             summary,
-            detail_json: json!({"renewed": changes.iter().map(|c| &c.target).collect::<Vec<_>>()})
-                .to_string(),
+            detail_json: json!({"renewed": done}).to_string(),
             changes,
         })
     }
@@ -203,6 +199,12 @@ fn confirm_timeout_ms() -> Result<i64> {
                 ))
             }),
     }
+}
+
+fn renewal(c: &Certificate, description: String) -> Change {
+    let mut change = effects::renew_certificate(&c.namespace, &c.name);
+    change.description = description;
+    change
 }
 
 fn target(c: &Certificate) -> String {

@@ -16,7 +16,7 @@ use runwarden_sdk::http::{self, encode_query_value};
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, config, log_info, secrets, tool_spec,
+    ToolSpec, config, effects, log_info, secrets, tool_spec,
 };
 
 struct DnsFailover;
@@ -63,10 +63,12 @@ impl ToolGuest for DnsFailover {
                 e.reason()
             ),
         };
-        Ok(ActionPlan {
-            summary,
-            changes: vec![failover.change(&record.content)],
-        })
+        let changes = if record.content == failover.target {
+            vec![]
+        } else {
+            api.changes(&failover, &record)
+        };
+        Ok(ActionPlan { summary, changes })
     }
 
     fn execute(call: ToolCall) -> Result<Outcome> {
@@ -105,7 +107,7 @@ impl ToolGuest for DnsFailover {
                 "{} now points at {} (secondary healthy: HTTP {status})",
                 failover.record, failover.target
             ),
-            changes: vec![failover.change(&record.content)],
+            changes: api.changes(&failover, &record),
             detail_json: json!({"record_id": record.id, "type": record.kind,
                                 "before": record.content, "after": updated.content})
             .to_string(),
@@ -143,15 +145,6 @@ impl Failover {
             .success()
             .map(|r| r.status)
     }
-
-    fn change(&self, before: &str) -> Change {
-        Change {
-            target: format!("DNS record {}", self.record),
-            description: "fail over to the secondary".into(),
-            before: Some(before.to_string()),
-            after: Some(self.target.clone()),
-        }
-    }
 }
 
 struct DnsRecord {
@@ -184,6 +177,7 @@ impl DnsRecord {
 
 /// The few Cloudflare v4 calls we need.
 struct Cloudflare {
+    zone: String,
     zone_url: String,
     token: String,
 }
@@ -200,6 +194,7 @@ impl Cloudflare {
         }
         Ok(Cloudflare {
             zone_url: format!("{}/zones/{zone}", api.trim_end_matches('/')),
+            zone,
             token: secrets::get(TOKEN)?,
         })
     }
@@ -275,6 +270,26 @@ impl Cloudflare {
                 failover.record
             ))
         })
+    }
+
+    /// The typed effects of pointing `record` at the failover target: the
+    /// DNS change itself, and the one PATCH that makes it.
+    fn changes(&self, failover: &Failover, record: &DnsRecord) -> Vec<Change> {
+        let url = format!("{}/dns_records/{}", self.zone_url, record.id);
+        let mut changes = vec![effects::dns_record(
+            &self.zone,
+            &failover.record,
+            Some(&record.content),
+            &failover.target,
+        )];
+        if let Some(origin) = effects::origin_of(&url) {
+            changes.push(effects::http_request(
+                "PATCH",
+                &origin,
+                &effects::path_of(&url),
+            ));
+        }
+        changes
     }
 
     fn point_at(&self, record: &DnsRecord, target: &str) -> Result<DnsRecord> {

@@ -8,8 +8,8 @@
 // world, with every optional WASI feature disabled: it imports config, log
 // and k8s, so its policy grants k8s read and a log quota, nothing else.
 
-import { listDeployments } from "runwarden:plugin/k8s@0.1.0";
-import { emit } from "runwarden:plugin/log@0.1.0";
+import { listDeployments } from "runwarden:plugin/k8s@0.2.0";
+import { emit } from "runwarden:plugin/log@0.2.0";
 
 function label(alert, key) {
   const pair = alert.labels.find((p) => p.key === key);

@@ -9,7 +9,7 @@
 // Built with componentize-js against the `k8s-tool` world, with every
 // optional WASI feature disabled.
 
-import { getDeployment, scaleDeployment } from "runwarden:plugin/k8s@0.1.0";
+import { getDeployment, scaleDeployment } from "runwarden:plugin/k8s@0.2.0";
 
 const SCHEMA = {
   type: "object",
@@ -44,12 +44,20 @@ function target(call) {
   return { args, current, wanted };
 }
 
+// One typed effect: this Deployment from its current count to `wanted`.
+// The host judges it (replica floor and ceiling, oscillation) and lets
+// `execute` scale to exactly this count and nothing else.
 function change({ args, current, wanted }) {
   return {
-    target: `deployment ${args.namespace}/${args.name}`,
-    description: `scale by ${args.delta > 0 ? "+" : ""}${args.delta}`,
-    before: String(current.replicas),
-    after: String(wanted),
+    effect: {
+      tag: "scale",
+      val: {
+        target: { kind: "Deployment", namespace: args.namespace, name: args.name },
+        fromReplicas: current.replicas,
+        toReplicas: wanted,
+      },
+    },
+    description: `scale deployment ${args.namespace}/${args.name} by ${args.delta > 0 ? "+" : ""}${args.delta}: ${current.replicas} -> ${wanted}`,
   };
 }
 

@@ -6,7 +6,7 @@ use runwarden_sdk::k8s::{self, Deployment};
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, log_info, tool_spec,
+    ToolSpec, effects, log_info, tool_spec,
 };
 
 struct K8sRemediation;
@@ -69,32 +69,14 @@ impl ToolGuest for K8sRemediation {
         let (ns, name) = (p.str("namespace")?, p.str("name")?);
         let current = k8s::get_deployment(ns, name)?;
         let change = match call.tool.as_str() {
-            "scale_deployment" => {
-                let replicas = p.u32("replicas")?;
-                change(
-                    &current,
-                    "scale",
-                    current.replicas.to_string(),
-                    replicas.to_string(),
-                )
-            }
+            "scale_deployment" => effects::scale(ns, name, current.replicas, p.u32("replicas")?),
             "rollback_deployment" => {
                 let to = rollback_target(&current, p.opt_u64("to_revision")?)?;
-                change(
-                    &current,
-                    "roll back",
-                    format!("revision {}", current.revision),
-                    format!("revision {to}"),
-                )
+                effects::rollback(ns, name, current.revision, to)
             }
             "restart_pods" => {
                 let pods = pods_to_restart(&current, p.opt_u64("max_pods")?)?;
-                change(
-                    &current,
-                    "restart pods",
-                    pods.join(", "),
-                    "recreated by the controller".into(),
-                )
+                effects::restart_pods(ns, name, &pods)
             }
             other => return Err(unknown_tool(other)),
         };
@@ -108,41 +90,47 @@ impl ToolGuest for K8sRemediation {
         let p = Params::of(&call)?;
         let (ns, name) = (p.str("namespace")?, p.str("name")?);
         let before = k8s::get_deployment(ns, name)?;
-        let (change, detail) = match call.tool.as_str() {
+        let (change, detail): (Change, _) = match call.tool.as_str() {
             "scale_deployment" => {
                 let after = k8s::scale_deployment(ns, name, p.u32("replicas")?)?;
-                let c = change(
-                    &before,
-                    "scaled",
-                    before.replicas.to_string(),
-                    after.replicas.to_string(),
-                );
-                (c, json!({"replicas": after.replicas}))
+                (
+                    done(
+                        effects::scale(ns, name, before.replicas, after.replicas),
+                        format!(
+                            "scaled deployment {ns}/{name}: {} -> {}",
+                            before.replicas, after.replicas
+                        ),
+                    ),
+                    json!({"replicas": after.replicas}),
+                )
             }
             "rollback_deployment" => {
                 let to = rollback_target(&before, p.opt_u64("to_revision")?)?;
                 let after = k8s::rollback_deployment(ns, name, Some(to))?;
-                let c = change(
-                    &before,
-                    "rolled back",
-                    format!("revision {}", before.revision),
-                    format!("revision {}", after.revision),
-                );
                 (
-                    c,
+                    done(
+                        effects::rollback(ns, name, before.revision, to),
+                        format!(
+                            "rolled back deployment {ns}/{name}: revision {} -> revision {}",
+                            before.revision, after.revision
+                        ),
+                    ),
                     json!({"from_revision": before.revision, "to_revision": to, "images": after.images}),
                 )
             }
             "restart_pods" => {
                 let pods = pods_to_restart(&before, p.opt_u64("max_pods")?)?;
                 let deleted = k8s::delete_pods(ns, &pods)?;
-                let c = change(
-                    &before,
-                    "restarted pods",
-                    pods.join(", "),
-                    format!("{deleted} deleted"),
-                );
-                (c, json!({"deleted": deleted, "pods": pods}))
+                (
+                    done(
+                        effects::restart_pods(ns, name, &pods),
+                        format!(
+                            "restarted {deleted} pod(s) of deployment {ns}/{name}: {}",
+                            pods.join(", ")
+                        ),
+                    ),
+                    json!({"deleted": deleted, "pods": pods}),
+                )
             }
             other => return Err(unknown_tool(other)),
         };
@@ -155,16 +143,10 @@ impl ToolGuest for K8sRemediation {
     }
 }
 
-fn change(d: &Deployment, verb: &str, before: String, after: String) -> Change {
-    Change {
-        target: format!("deployment {}/{}", d.namespace, d.name),
-        description: format!(
-            "{verb} deployment {}/{}: {before} -> {after}",
-            d.namespace, d.name
-        ),
-        before: Some(before),
-        after: Some(after),
-    }
+/// An outcome's change: the effect as planned, described as done.
+fn done(mut change: Change, description: String) -> Change {
+    change.description = description;
+    change
 }
 
 /// The revision to roll back to: the one asked for, else the previous one.

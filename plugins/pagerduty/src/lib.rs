@@ -7,7 +7,7 @@
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, config, http, secrets, tool_spec,
+    ToolSpec, config, effects, http, secrets, tool_spec,
 };
 
 struct PagerDuty;
@@ -55,22 +55,20 @@ impl ToolGuest for PagerDuty {
         let (action, key, _) = event(&call)?;
         Ok(ActionPlan {
             summary: format!("{action} PagerDuty incident {key}"),
-            changes: vec![change(action, &key)],
+            changes: vec![change(action, &key)?],
         })
     }
 
     fn execute(call: ToolCall) -> Result<Outcome> {
         let (action, key, payload) = event(&call)?;
         let routing_key = secrets::get("pagerduty-routing-key")?;
-        let base =
-            config::get("events_url").unwrap_or_else(|| "https://events.pagerduty.com".into());
         let mut body =
             json!({"routing_key": routing_key, "event_action": action, "dedup_key": key});
         if let Some(p) = payload {
             body["payload"] = p;
         }
         let resp = http::post(
-            &format!("{}/v2/enqueue", base.trim_end_matches('/')),
+            &enqueue_url(),
             &[("content-type", "application/json")],
             body.to_string().as_bytes(),
         )?;
@@ -83,7 +81,7 @@ impl ToolGuest for PagerDuty {
         }
         Ok(Outcome {
             summary: format!("{action} PagerDuty incident {key}"),
-            changes: vec![change(action, &key)],
+            changes: vec![change(action, &key)?],
             detail_json: json!({"dedup_key": key}).to_string(),
         })
     }
@@ -112,13 +110,20 @@ fn event(
     }
 }
 
-fn change(action: &str, key: &str) -> Change {
-    Change {
-        target: format!("PagerDuty incident {key}"),
-        description: format!("{action} event"),
-        before: None,
-        after: Some(action.into()),
-    }
+fn enqueue_url() -> String {
+    let base = config::get("events_url").unwrap_or_else(|| "https://events.pagerduty.com".into());
+    format!("{}/v2/enqueue", base.trim_end_matches('/'))
+}
+
+/// The one POST an event is.
+fn change(action: &str, key: &str) -> Result<Change> {
+    let url = enqueue_url();
+    let origin = effects::origin_of(&url).ok_or_else(|| {
+        Error::InvalidInput(format!("config events_url gives {url:?}, not a URL"))
+    })?;
+    let mut change = effects::http_request("POST", &origin, &effects::path_of(&url));
+    change.description = format!("{action} PagerDuty incident {key}");
+    Ok(change)
 }
 
 runwarden_sdk::export_tool!(PagerDuty);

@@ -38,17 +38,33 @@ def _targets(args):
     ]
 
 
-def _changes(namespace, pods):
+def _changes(namespace, service, pods):
+    """One typed effect: exactly these pods of this Deployment. The host
+    lets `execute` delete these and no others."""
+    if not pods:
+        return []
     return [
         types.Change(
-            target="pod {}/{}".format(namespace, p.name),
-            description="delete (restarted {} times, last: {})".format(
-                p.restarts, p.last_termination_reason or "unknown"
+            effect=types.ChangeEffect_RestartPods(
+                types.RestartPodsChange(
+                    target=types.ObjectRef(
+                        kind="Deployment", namespace=namespace, name=service
+                    ),
+                    pods=[p.name for p in pods],
+                )
             ),
-            before=str(p.restarts),
-            after=None,
+            description="restart {} crash-looping pod(s) of {}/{}: {}".format(
+                len(pods),
+                namespace,
+                service,
+                ", ".join(
+                    "{} ({} restarts, last: {})".format(
+                        p.name, p.restarts, p.last_termination_reason or "unknown"
+                    )
+                    for p in pods
+                ),
+            ),
         )
-        for p in pods
     ]
 
 
@@ -80,7 +96,7 @@ class Tool(exports.Tool):
             summary="would restart {} crash-looping pod(s) of {}/{}".format(
                 len(pods), namespace, service
             ),
-            changes=_changes(namespace, pods),
+            changes=_changes(namespace, service, pods),
         )
 
     def execute(self, call):
@@ -101,6 +117,6 @@ class Tool(exports.Tool):
             summary="restarted {} crash-looping pod(s) of {}/{}".format(
                 deleted, namespace, service
             ),
-            changes=_changes(namespace, pods),
+            changes=_changes(namespace, service, pods),
             detail_json=json.dumps({"deleted": [p.name for p in pods]}),
         )

@@ -8,7 +8,7 @@
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, http, secrets, tool_spec,
+    ToolSpec, effects, http, secrets, tool_spec,
 };
 
 struct Slack;
@@ -37,7 +37,7 @@ impl ToolGuest for Slack {
         let text = Params::of(&call)?.str("text")?.to_string();
         Ok(ActionPlan {
             summary: format!("post to Slack: {text}"),
-            changes: vec![change(&text)],
+            changes: vec![change(&text)?],
         })
     }
 
@@ -59,19 +59,24 @@ impl ToolGuest for Slack {
         }
         Ok(Outcome {
             summary: "posted to Slack".into(),
-            changes: vec![change(&text)],
+            changes: vec![change(&text)?],
             detail_json: "{}".into(),
         })
     }
 }
 
-fn change(text: &str) -> Change {
-    Change {
-        target: "slack channel".into(),
-        description: "message".into(),
-        before: None,
-        after: Some(text.chars().take(200).collect()),
-    }
+/// One POST to the webhook. The webhook URL's path is itself a secret,
+/// so the plan names the origin and any path on it (`*`), never the path.
+fn change(text: &str) -> Result<Change> {
+    let url = secrets::get(SECRET)?;
+    let origin = effects::origin_of(&url)
+        .ok_or_else(|| Error::InvalidInput(format!("secret `{SECRET}` is not a URL")))?;
+    let mut change = effects::http_request("POST", &origin, "*");
+    change.description = format!(
+        "post to Slack: {}",
+        text.chars().take(200).collect::<String>()
+    );
+    Ok(change)
 }
 
 runwarden_sdk::export_tool!(Slack);

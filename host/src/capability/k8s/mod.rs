@@ -21,7 +21,8 @@ pub use grant::{
 };
 
 use super::{CallMode, Capability, Denied, Recorder, Verdict};
-use crate::bindings::k8s::{Certificate, Deployment, Event, Host, ObjectRef, Pod, Revision};
+use crate::bindings::k8s::{Certificate, Deployment, Event, Host, Pod, Revision};
+use crate::bindings::types::ObjectRef;
 use crate::bindings::types::{Error, Pair};
 use std::sync::Arc;
 
@@ -34,26 +35,32 @@ pub struct K8sCapability {
 }
 
 impl K8sCapability {
-    /// Runs the policy check, records the verdict, and only then the backend.
+    /// Runs the grant check, then (for a mutation) the call-mode check, and
+    /// records the verdict; only then the backend.
     async fn guarded<T, F>(
         &self,
         operation: &str,
         target: String,
         check: Result<(), Denied>,
+        plan_check: Result<(), Denied>,
         call: F,
     ) -> Result<T, Error>
     where
         F: Future<Output = Result<T, BackendError>>,
     {
-        let check = check.and_then(|()| self.check_mode(operation));
-        if let Err(denied) = check {
-            self.recorder.record(
-                Capability::K8s,
-                operation,
-                &target,
-                Verdict::Denied(denied.0.clone()),
-            );
-            return Err(denied.into());
+        let refusal = match (check, plan_check) {
+            (Err(denied), _) => Some(Verdict::Denied(denied.0)),
+            (Ok(()), Err(unplanned)) => Some(Verdict::Unplanned(unplanned.0)),
+            (Ok(()), Ok(())) => None,
+        };
+        if let Some(verdict) = refusal {
+            let reason = match &verdict {
+                Verdict::Denied(r) | Verdict::Unplanned(r) => r.clone(),
+                _ => String::new(),
+            };
+            self.recorder
+                .record(Capability::K8s, operation, &target, verdict);
+            return Err(Denied(reason).into());
         }
         match call.await {
             Ok(v) => {
@@ -73,14 +80,17 @@ impl K8sCapability {
         }
     }
 
-    fn check_mode(&self, operation: &str) -> Result<(), Denied> {
-        let mutating = operation != "read";
-        if mutating && self.mode == CallMode::ReadOnly {
-            return Err(Denied(format!(
-                "`{operation}` changes the cluster, and this call is read-only (describe, plan and gather never mutate)"
-            )));
-        }
-        Ok(())
+    /// Reads never depend on the call mode.
+    async fn read<T, F>(
+        &self,
+        target: String,
+        check: Result<(), Denied>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, BackendError>>,
+    {
+        self.guarded("read", target, check, Ok(()), call).await
     }
 }
 
@@ -93,20 +103,14 @@ impl Host for K8sCapability {
         let target = format!("deployment {namespace}/{name}");
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
-            target,
-            check,
-            backend.get_deployment(&namespace, &name),
-        )
-        .await
+        self.read(target, check, backend.get_deployment(&namespace, &name))
+            .await
     }
 
     async fn list_deployments(&mut self, namespace: String) -> Result<Vec<Deployment>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("deployments in {namespace}"),
             check,
             backend.list_deployments(&namespace),
@@ -121,8 +125,7 @@ impl Host for K8sCapability {
     ) -> Result<Vec<Pod>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("pods in {namespace}"),
             check,
             backend.list_pods(&namespace, label_selector.as_deref()),
@@ -137,8 +140,7 @@ impl Host for K8sCapability {
     ) -> Result<Vec<Revision>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("rollout history of {namespace}/{deployment}"),
             check,
             backend.rollout_history(&namespace, &deployment),
@@ -153,8 +155,7 @@ impl Host for K8sCapability {
     ) -> Result<Vec<Event>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("events in {namespace}"),
             check,
             backend.list_events(&namespace, object_name.as_deref()),
@@ -169,11 +170,15 @@ impl Host for K8sCapability {
         replicas: u32,
     ) -> Result<Deployment, Error> {
         let check = check_scale(&self.grant, &namespace, replicas);
+        let plan_check = self
+            .mode
+            .permit_mutation("scale", |b| b.scale(&namespace, &name, replicas));
         let backend = self.backend.clone();
         self.guarded(
             "scale",
             format!("deployment {namespace}/{name} to {replicas} replicas"),
             check,
+            plan_check,
             backend.scale_deployment(&namespace, &name, replicas),
         )
         .await
@@ -186,19 +191,30 @@ impl Host for K8sCapability {
         to_revision: Option<u64>,
     ) -> Result<Deployment, Error> {
         let check = check_rollback(&self.grant, &namespace);
+        // A bound call rolls back to the planned revision, never to whatever
+        // "previous" means by the time it runs.
+        let mut resolved = to_revision;
+        let plan_check = self.mode.permit_mutation("rollback", |b| {
+            resolved = b.rollback(&namespace, &name, to_revision)?;
+            Ok(())
+        });
         let backend = self.backend.clone();
-        let to = to_revision.map_or("previous revision".to_string(), |r| format!("revision {r}"));
+        let to = resolved.map_or("previous revision".to_string(), |r| format!("revision {r}"));
         self.guarded(
             "rollback",
             format!("deployment {namespace}/{name} to {to}"),
             check,
-            backend.rollback_deployment(&namespace, &name, to_revision),
+            plan_check,
+            backend.rollback_deployment(&namespace, &name, resolved),
         )
         .await
     }
 
     async fn delete_pods(&mut self, namespace: String, names: Vec<String>) -> Result<u32, Error> {
         let check = check_delete_pods(&self.grant, &namespace, names.len());
+        let plan_check = self
+            .mode
+            .permit_mutation("delete-pods", |b| b.delete_pods(&namespace, &names));
         let backend = self.backend.clone();
         let target = format!(
             "{} pod(s) in {namespace}: {}",
@@ -209,6 +225,7 @@ impl Host for K8sCapability {
             "delete-pods",
             target,
             check,
+            plan_check,
             backend.delete_pods(&namespace, &names),
         )
         .await
@@ -216,19 +233,32 @@ impl Host for K8sCapability {
 
     async fn annotate(&mut self, target: ObjectRef, annotations: Vec<Pair>) -> Result<(), Error> {
         let check = check_annotate(&self.grant, &target.namespace, &target.kind);
+        let object = crate::effects::ObjectRef {
+            kind: target.kind.clone(),
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+        };
+        let keys: Vec<String> = annotations.iter().map(|p| p.key.clone()).collect();
+        let plan_check = self
+            .mode
+            .permit_mutation("annotate", |b| b.annotate(&object, &keys));
         let backend = self.backend.clone();
-        let what = format!("{} {}/{}", target.kind, target.namespace, target.name);
         let pairs: Vec<(String, String)> =
             annotations.into_iter().map(|p| (p.key, p.value)).collect();
-        self.guarded("annotate", what, check, backend.annotate(&target, &pairs))
-            .await
+        self.guarded(
+            "annotate",
+            object.to_string(),
+            check,
+            plan_check,
+            backend.annotate(&target, &pairs),
+        )
+        .await
     }
 
     async fn list_certificates(&mut self, namespace: String) -> Result<Vec<Certificate>, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("certificates in {namespace}"),
             check,
             backend.list_certificates(&namespace),
@@ -243,8 +273,7 @@ impl Host for K8sCapability {
     ) -> Result<Certificate, Error> {
         let check = check_read(&self.grant, &namespace);
         let backend = self.backend.clone();
-        self.guarded(
-            "read",
+        self.read(
             format!("certificate {namespace}/{name}"),
             check,
             backend.get_certificate(&namespace, &name),
@@ -258,11 +287,15 @@ impl Host for K8sCapability {
         name: String,
     ) -> Result<Certificate, Error> {
         let check = check_renew_certificate(&self.grant, &namespace);
+        let plan_check = self.mode.permit_mutation("renew-certificate", |b| {
+            b.renew_certificate(&namespace, &name)
+        });
         let backend = self.backend.clone();
         self.guarded(
             "renew-certificate",
             format!("certificate {namespace}/{name}"),
             check,
+            plan_check,
             backend.renew_certificate(&namespace, &name),
         )
         .await
@@ -291,6 +324,16 @@ mod tests {
         ))
     }
 
+    /// A plan with an `other` effect: calls are judged by the grant alone,
+    /// which is what these tests are about (plan binding: `effects/binding.rs`).
+    fn open_plan() -> CallMode {
+        CallMode::Bound(Arc::new(crate::effects::binding::PlanBinding::new(vec![
+            crate::effects::Effect::Other {
+                description: "grant tests".into(),
+            },
+        ])))
+    }
+
     const NARROW: &str = r#"namespaces = ["checkout"]
 operations = ["read", "scale"]
 max_replicas = 5
@@ -303,7 +346,7 @@ max_pods_per_action = 2
 
     #[tokio::test]
     async fn scale_is_denied_without_a_grant_then_allowed_with_one() {
-        let Some((mut denied, cluster)) = capability(NARROW, CallMode::Mutating) else {
+        let Some((mut denied, cluster)) = capability(NARROW, open_plan()) else {
             unreachable!("grant parses")
         };
         let r = denied
@@ -316,7 +359,7 @@ max_pods_per_action = 2
         let d = cluster.deployment("payments", "payment-api");
         assert_eq!(d.map(|d| d.replicas), Some(3), "no side effect");
 
-        let Some((mut allowed, cluster)) = capability(WIDE, CallMode::Mutating) else {
+        let Some((mut allowed, cluster)) = capability(WIDE, open_plan()) else {
             unreachable!("grant parses")
         };
         let r = allowed
@@ -333,7 +376,7 @@ max_pods_per_action = 2
 
     #[tokio::test]
     async fn replicas_above_the_ceiling_are_denied() {
-        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(WIDE, open_plan()) else {
             unreachable!("grant parses")
         };
         let r = cap
@@ -355,7 +398,7 @@ max_pods_per_action = 2
 
     #[tokio::test]
     async fn too_many_pods_in_one_action_are_denied() {
-        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(WIDE, open_plan()) else {
             unreachable!("grant parses")
         };
         let pods: Vec<String> = cluster.pod_names("payments");
@@ -375,7 +418,7 @@ max_pods_per_action = 2
     async fn annotate_is_denied_for_ungranted_kinds_then_allowed() {
         let grant = format!("{WIDE}annotate_kinds = []\n")
             .replace(r#""delete-pods"]"#, r#""delete-pods", "annotate"]"#);
-        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(&grant, open_plan()) else {
             unreachable!("grant parses")
         };
         let target = ObjectRef {
@@ -400,7 +443,7 @@ max_pods_per_action = 2
         );
 
         let grant = grant.replace("annotate_kinds = []", r#"annotate_kinds = ["Certificate"]"#);
-        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(&grant, open_plan()) else {
             unreachable!("grant parses")
         };
         assert!(cap.annotate(target, renew).await.is_ok());
@@ -414,7 +457,7 @@ max_pods_per_action = 2
 
     #[tokio::test]
     async fn renewing_a_certificate_is_denied_without_the_operation_then_allowed() {
-        let Some((mut cap, cluster)) = capability(WIDE, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(WIDE, open_plan()) else {
             unreachable!("grant parses")
         };
         let revision = |c: &sim::SimulatedCluster| {
@@ -440,7 +483,7 @@ max_pods_per_action = 2
             r#""delete-pods"]"#,
             r#""delete-pods", "renew-certificate"]"#,
         );
-        let Some((mut cap, cluster)) = capability(&grant, CallMode::Mutating) else {
+        let Some((mut cap, cluster)) = capability(&grant, open_plan()) else {
             unreachable!("grant parses")
         };
         let r = cap
