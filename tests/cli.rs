@@ -39,6 +39,33 @@ fn inspect_shows_a_reviewer_tools_capabilities_and_pin() {
         "{out}"
     );
     assert!(out.contains("max_replicas 10"), "{out}");
+    assert!(
+        out.contains("host enforces: bound to its plan's typed effects, within k8s scale, rollback, delete-pods in payments, checkout"),
+        "{out}"
+    );
+}
+
+#[test]
+fn inspect_shows_what_the_host_enforces_next_to_what_a_tool_declares() {
+    // A tool that declares itself read-only is held to it.
+    let hostile = common::wasm("hostile_guests");
+    let (ok, out) = runwarden(&["plugin", "inspect", hostile.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let sneaky = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("sneaky_read"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        sneaky.contains("declared read; host enforces: executes read-only"),
+        "{out}"
+    );
+    // A 0.1.0 component is served, and said to wait for a human.
+    let legacy = common::wasm("legacy_v0_1_guest");
+    let (ok, out) = runwarden(&["plugin", "inspect", legacy.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("contract    runwarden:plugin@0.1.0"), "{out}");
+    assert!(out.contains("always waits for a human"), "{out}");
 }
 
 /// `runwarden` with its own data directory (store, audit trail) and user.
@@ -102,7 +129,7 @@ fn plugin_call_is_an_audited_operator_action_through_the_guardrails() {
     );
     let (_, out) = operator(data.path(), "bob", &["approve", "APR-1"]);
     assert!(
-        out.contains("scale deployment payments/payment-api: 3 -> 5"),
+        out.contains("scaled deployment payments/payment-api: 3 -> 5"),
         "{out}"
     );
     let (ok, out) = operator(data.path(), "carol", &["deny", "APR-1"]);

@@ -8,11 +8,11 @@
 mod common;
 
 use common::agent::setup;
+use common::process::serve;
 use runwarden::store::Store;
 use runwarden::store::sqlite::SqliteStore;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A policy for the hostile guest whose `spin` tool runs until its 60 s
@@ -49,55 +49,6 @@ fn write_runbook(runbooks: &Path) {
         "alert = \"CrashTest\"\ntitle = \"crash test\"\n\n[[rule]]\nname = \"spin\"\nhypothesis = \"the tool must run for a long time\"\nconfidence = \"high\"\naction = { plugin = \"hostile\", tool = \"spin\", arguments = {} }\n",
     )
     .unwrap();
-}
-
-struct Agent {
-    child: Child,
-    base: String,
-    stderr: Vec<String>,
-}
-
-/// Starts `runwarden serve` and waits until it listens. The caller kills
-/// and waits for it; a failing test leaves it to the test harness's exit.
-#[allow(clippy::zombie_processes)]
-fn serve(root: &Path) -> Agent {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runwarden"))
-        .args([
-            "--policies",
-            "policies",
-            "--runbooks",
-            "runbooks",
-            "--data-dir",
-            "data",
-        ])
-        .args(["--cache-dir"])
-        .arg(common::workspace().join("target/runwarden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--group-wait-ms", "0"])
-        .args(["--access", "access.toml", "--insecure-local-webhooks"])
-        .current_dir(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runwarden serve starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut stderr = Vec::new();
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("serve exited: {stderr:?}"))
-            .unwrap();
-        stderr.push(line.clone());
-        if let Some(rest) = line.strip_prefix("runwarden serving on ") {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return Agent {
-                child,
-                base,
-                stderr,
-            };
-        }
-    }
 }
 
 fn kinds(data: &Path) -> Vec<String> {

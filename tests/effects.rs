@@ -295,6 +295,21 @@ async fn observe_mode_stops_a_pending_approval_and_the_requester_cannot_approve(
     };
     let err = agent.approve(approval, "mcp:alice").await.unwrap_err();
     assert!(matches!(err, ApprovalError::SelfApproval { .. }), "{err}");
+    // The same token over MCP-over-HTTP and the API is one person.
+    let over_http = agent
+        .run_requested(
+            "mcp:http:carol",
+            "k8s-remediation",
+            "scale_deployment",
+            json!({"namespace": "checkout", "name": "checkout-web", "replicas": 3}),
+        )
+        .await
+        .unwrap();
+    let ActionStatus::WaitingApproval { approval: theirs } = &over_http.outcome.status else {
+        panic!("{:?}", over_http.outcome.status)
+    };
+    let err = agent.approve(theirs, "http:carol").await.unwrap_err();
+    assert!(matches!(err, ApprovalError::SelfApproval { .. }), "{err}");
     agent.set_mode(Mode::Observe, "admin").unwrap();
     let err = agent.approve(approval, "bob").await.unwrap_err();
     assert!(matches!(err, ApprovalError::ObserveMode { .. }), "{err}");
@@ -327,7 +342,7 @@ async fn an_expired_approval_is_audited_and_its_incident_escalated() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let expired = agent.expire_overdue().await.unwrap();
-    assert_eq!(expired, [approval.clone()]);
+    assert_eq!(expired, std::slice::from_ref(approval));
     let kinds = audit_kinds(&agent, &out.incident);
     assert!(kinds.contains(&"approval-expired".to_string()), "{kinds:?}");
     assert!(
@@ -528,4 +543,106 @@ async fn a_third_party_scale_meets_the_same_floor_ceiling_and_oscillation_guard(
         "{osc:?}"
     );
     assert_eq!(replicas(&s), Some(5));
+}
+
+/// The CLI, as a second process, against a running `runwarden serve`.
+fn cli_against(root: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = common::runwarden_command()
+        .current_dir(root)
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), common::output_text(&out))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_with_server_runs_in_the_agent_under_the_tokens_identity() {
+    let s = setup(|_, t| t);
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("runbooks")).unwrap();
+    for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(root.join("alice.token"), "alice-approver-token-0123456789").unwrap();
+    std::fs::write(root.join("bob.token"), "bob-approver-token-0123456789").unwrap();
+    std::fs::write(
+        root.join("access.toml"),
+        "[[api_token]]\nname = \"alice\"\nrole = \"approver\"\ntoken = { file = \"alice.token\" }\n\n\
+         [[api_token]]\nname = \"bob\"\nrole = \"approver\"\ntoken = { file = \"bob.token\" }\n",
+    )
+    .unwrap();
+    let mut agent = common::process::serve(root);
+    // 16 minutes after the demo cluster's bad rollout.
+    let starts_at = chrono::DateTime::from_timestamp_millis(common::agent::ALERT_AT_MS)
+        .unwrap()
+        .to_rfc3339();
+    let alert = json!({
+        "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
+        "alerts": [{"status": "firing", "fingerprint": "apr1",
+            "labels": {"alertname": "HighErrorRate", "namespace": "payments", "service": "payment-api", "tier": "1"},
+            "annotations": {}, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z"}]
+    });
+    let (status, body) = common::http(
+        "POST",
+        &format!("{}/webhooks/alertmanager", agent.base),
+        &[("content-type", "application/json")],
+        alert.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, listed) = cli_against(root, &["--data-dir", "data", "approvals"]);
+        if listed.contains("APR-1") {
+            assert!(listed.contains("waits because"), "{listed}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no approval: {:?}",
+            agent.stderr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let (ok, out) = cli_against(
+        root,
+        &[
+            "approve",
+            "APR-1",
+            "--server",
+            &agent.base,
+            "--token-file",
+            "alice.token",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("\"approved\": \"APR-1\""), "{out}");
+    let (ok, out) = cli_against(
+        root,
+        &[
+            "deny",
+            "APR-1",
+            "--server",
+            &agent.base,
+            "--token-file",
+            "bob.token",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("HTTP 409") && out.contains("decided by http:alice"),
+        "{out}"
+    );
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+
+    // The action ran in the agent, and its record names the approver.
+    let (_, trail) = cli_against(root, &["--data-dir", "data", "audit", "show"]);
+    assert!(
+        trail.contains("\"decision\":\"approved\"") && trail.contains("\"by\":\"http:alice\""),
+        "{trail}"
+    );
+    assert!(trail.contains("\"kind\":\"execution\""), "{trail}");
 }

@@ -52,6 +52,8 @@ fn approval(id: &str) -> Approval {
         effects: vec![],
         digest: "d".into(),
         tiers: json!([]),
+        provenance: json!([]),
+        reasons: vec![],
         policy_version: "v1".into(),
         reason: "tier 1".into(),
         requested_at: chrono::Utc::now(),

@@ -26,6 +26,8 @@ pub struct Report {
     pub policy: Option<String>,
     pub limits: Option<Limits>,
     pub interfaces: Interfaces,
+    /// The contract version the component was built against.
+    pub contract: Option<crate::policy::Contract>,
     pub tools: Vec<ToolRow>,
     pub source: Option<SourceRow>,
     pub requested: Option<Requests>,
@@ -42,6 +44,8 @@ pub struct ToolRow {
     pub risk: &'static str,
     pub reversible: bool,
     pub parameters: serde_json::Value,
+    /// What the host enforces for this tool, whatever it declares.
+    pub enforced: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +84,66 @@ fn tool_row(t: ToolSpec) -> ToolRow {
             Risk::High => "high",
         },
         reversible: t.reversible,
+        enforced: String::new(),
+    }
+}
+
+/// What the host will enforce when `tool` executes: the declaration `read`
+/// is held to (every mutation denied); a mutating tool of 0.2.0 is bound to
+/// the typed effects of its plan, within the grant; a 0.1.0 tool's changes
+/// are untyped, so it always waits for a human and only the grant binds it.
+pub fn enforcement(
+    tool: &ToolRow,
+    contract: Option<crate::policy::Contract>,
+    effective: Option<&Grants>,
+) -> String {
+    if tool.effect == "read" {
+        return "executes read-only: every mutating call denied (the declaration is enforced)"
+            .into();
+    }
+    let within = effective.map_or("the grant".to_string(), mutations_granted);
+    match contract {
+        Some(crate::policy::Contract::V0_1) => format!(
+            "0.1.0: changes untyped (`other`): always waits for a human; then only {within} binds it"
+        ),
+        _ => format!("bound to its plan's typed effects, within {within}"),
+    }
+}
+
+/// The mutations an effective grant allows, in one line.
+fn mutations_granted(g: &Grants) -> String {
+    let mut parts = Vec::new();
+    if let Some(k) = &g.k8s {
+        let ops: Vec<&str> = k
+            .operations
+            .iter()
+            .filter(|o| **o != crate::capability::k8s::Operation::Read)
+            .map(|o| o.name())
+            .collect();
+        if !ops.is_empty() {
+            let ns: Vec<&str> = k.namespaces.iter().map(|n| n.as_str()).collect();
+            let mut line = format!("k8s {} in {}", ops.join(", "), ns.join(", "));
+            if ops.contains(&"scale") {
+                line.push_str(&format!(", at most {} replicas", k.max_replicas));
+            }
+            if ops.contains(&"delete-pods") {
+                line.push_str(&format!(", at most {} pods a call", k.max_pods_per_action));
+            }
+            parts.push(line);
+        }
+    }
+    if let Some(h) = &g.http {
+        parts.push(format!(
+            "http requests to {}",
+            serde_json::to_value(&h.allow)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        ));
+    }
+    if parts.is_empty() {
+        "a grant that allows no mutation".into()
+    } else {
+        parts.join("; ")
     }
 }
 
@@ -142,6 +206,9 @@ async fn inspect_policy(
             ));
         }
     }
+    for t in &mut report.tools {
+        t.enforced = enforcement(t, report.contract, Some(&effective));
+    }
     report.requested = Some(manifest.requests);
     report.granted = Some(file.grants);
     report.effective = Some(effective);
@@ -188,6 +255,7 @@ async fn describe_bytes(
         pinned: None,
         policy: None,
         limits: None,
+        contract: kind.and_then(|k| k.contract_of(&interfaces.exports)),
         interfaces,
         tools: vec![],
         source: None,
@@ -208,7 +276,12 @@ async fn describe_bytes(
             let services = inert_services();
             match kind {
                 PluginKind::RemediationTool => match p.describe_tools(&services).await.result {
-                    Ok(tools) => report.tools = tools.into_iter().map(tool_row).collect(),
+                    Ok(tools) => {
+                        report.tools = tools.into_iter().map(tool_row).collect();
+                        for t in &mut report.tools {
+                            t.enforced = enforcement(t, report.contract, None);
+                        }
+                    }
                     Err(e) => report.problems.push(format!("describe failed: {e}")),
                 },
                 PluginKind::ContextSource => match p.describe_source(&services).await.result {
@@ -259,6 +332,9 @@ pub fn render(r: &Report) -> String {
         r.kind.map_or("unknown".into(), |k| k.to_string())
     );
     let _ = writeln!(o, "component   {}", r.component);
+    if let Some(c) = r.contract {
+        let _ = writeln!(o, "contract    runwarden:plugin@{c}");
+    }
     let pin = match &r.pinned {
         Some(p) if *p == r.sha256 => " (matches the policy's pin)".to_string(),
         Some(_) => " (DOES NOT MATCH the policy's pin)".to_string(),
@@ -337,6 +413,11 @@ pub fn render(r: &Report) -> String {
                 t.risk,
                 yes_no(t.reversible),
                 params.join(", ")
+            );
+            let _ = writeln!(
+                o,
+                "    declared {}; host enforces: {}",
+                t.effect, t.enforced
             );
         }
     }

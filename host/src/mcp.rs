@@ -2,8 +2,10 @@
 //! client, through the same guardrails as the agent's own decisions.
 //!
 //! What an MCP client can reach is what the policies already granted:
-//! remediation tools as `PLUGIN.TOOL` (their JSON Schemas, read-only /
-//! destructive hints from the tool's declared effect), and each context
+//! remediation tools as `PLUGIN.TOOL` (their JSON Schemas; `readOnlyHint`
+//! only where the host enforces it — a tool declared `read` executes with
+//! every mutation denied — and `destructiveHint` for a mutating tool that
+//! says it cannot be undone), and each context
 //! source as a read-only `PLUGIN.gather`. A tool call is not executed
 //! here: it goes to [`Agent::run_requested`], which audits it, runs the
 //! guardrails (schema, capability, autonomy, blast radius, cooldown,
@@ -104,6 +106,7 @@ impl McpServer {
                     for spec in specs {
                         let schema = serde_json::from_str(&spec.parameters_schema)
                             .unwrap_or_else(|_| json!({"type": "object"}));
+                        // Enforced: a `read` tool executes read-only.
                         let read = spec.effect == Effect::Read;
                         tools.push(
                             Tool::new(

@@ -20,9 +20,10 @@
 //!   follows the injection;
 //! - `expected.toml`: `action` (a tool name or "none"), `state`,
 //!   `cause_keywords`, optionally `mode` (observe, approve, auto),
-//!   `refused_at` (the guardrail step that must refuse the model's proposal)
-//!   and `absent_from_audit` (strings — secrets — that must appear nowhere
-//!   in the audit trail or the report).
+//!   `refused_at` (the guardrail step that must refuse the model's proposal),
+//!   `waits_because` (what the reasons for waiting must say) and
+//!   `absent_from_audit` (strings — secrets — that must appear nowhere in
+//!   the audit trail or the report).
 
 use crate::capability::k8s::sim::SimulatedCluster;
 use crate::capability::secrets::StaticSecretStore;
@@ -56,6 +57,10 @@ pub struct Expected {
     /// Model proposals that must be rejected before any guardrail.
     #[serde(default)]
     pub rejected_proposals: Option<usize>,
+    /// Strings the first action's reasons for waiting must contain (each
+    /// reason reads `step: why`).
+    #[serde(default)]
+    pub waits_because: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -528,6 +533,31 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         match outcome.actions.first().map(|a| &a.status) {
             Some(ActionStatus::Refused { step: s, .. }) if s == step => {}
             other => failures.push(format!("expected a refusal at `{step}`, got {other:?}")),
+        }
+    }
+    if !expected.waits_because.is_empty() {
+        let reasons: Vec<String> = outcome
+            .actions
+            .first()
+            .map(|a| {
+                a.verdicts
+                    .iter()
+                    .filter_map(|v| match &v.verdict {
+                        crate::pipeline::guard::Verdict::NeedsApproval(r) => {
+                            Some(format!("{}: {r}", v.step))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = reasons.join("\n");
+        for want in &expected.waits_because {
+            if !all.contains(want.as_str()) {
+                failures.push(format!(
+                    "the reasons for waiting lack {want:?}: {reasons:?}"
+                ));
+            }
         }
     }
     if let Some(n) = expected.rejected_proposals

@@ -62,7 +62,7 @@ pub fn approvals(cli: &Cli, all: bool) -> anyhow::Result<ExitCode> {
     for a in store(cli)?.approvals()? {
         if all || a.state == runwarden::store::ApprovalState::Pending {
             println!(
-                "{:<8} {:<9} {:<8} {}.{} {} (policy {}, expires {}) — {}",
+                "{:<8} {:<9} {:<8} {}.{} {} (policy {}, expires {}{}{})",
                 a.id,
                 format!("{:?}", a.state),
                 a.incident,
@@ -71,8 +71,35 @@ pub fn approvals(cli: &Cli, all: bool) -> anyhow::Result<ExitCode> {
                 a.arguments,
                 a.policy_version,
                 a.expires_at.format("%H:%M:%S"),
-                a.reason
+                a.requested_by
+                    .as_deref()
+                    .map(|r| format!(", requested by {r}"))
+                    .unwrap_or_default(),
+                a.decided_by
+                    .as_deref()
+                    .map(|d| format!(", decided by {d}"))
+                    .unwrap_or_default(),
             );
+            for e in &a.effects {
+                println!("           effect: {}", e.describe());
+            }
+            for p in a.provenance.as_array().into_iter().flatten() {
+                println!(
+                    "           argument {} = {} from {} ({})",
+                    p["argument"].as_str().unwrap_or("?"),
+                    p["value"],
+                    p["sources"],
+                    p["detail"].as_str().unwrap_or("")
+                );
+            }
+            let reasons = if a.reasons.is_empty() {
+                vec![a.reason.clone()]
+            } else {
+                a.reasons.clone()
+            };
+            for r in reasons {
+                println!("           waits because {r}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -88,7 +115,60 @@ pub fn operator() -> String {
         .unwrap_or_else(|_| "cli".into())
 }
 
-pub async fn approve(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
+/// Where a decision is sent: the running agent's API, or the local store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Remote {
+    /// The running agent (`runwarden serve`), e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "RUNWARDEN_SERVER")]
+    server: Option<String>,
+    /// A file holding an approver token for --server (the access file's
+    /// token; its name is the identity the audit trail records).
+    #[arg(long, env = "RUNWARDEN_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// POSTs a decision to the server's API; prints its answer.
+async fn decide_remotely(
+    server: &str,
+    remote: &Remote,
+    id: &str,
+    decision: &str,
+) -> anyhow::Result<ExitCode> {
+    let Some(file) = &remote.token_file else {
+        anyhow::bail!(
+            "--server needs --token-file (an approver token of the server's access file)"
+        );
+    };
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the token from {}", file.display()))?;
+    let url = format!(
+        "{}/api/approvals/{id}/{decision}",
+        server.trim_end_matches('/')
+    );
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{url}: HTTP {status}: {}",
+            body["error"].as_str().unwrap_or(&body.to_string())
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub async fn approve(cli: &Cli, id: &str, remote: &Remote) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &remote.server {
+        return decide_remotely(server, remote, id, "approve").await;
+    }
     let outcome = agent(cli).await?.approve(id, &operator()).await?;
     println!("{}", outcome.summary());
     Ok(
@@ -103,7 +183,10 @@ pub async fn approve(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
     )
 }
 
-pub async fn deny(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
+pub async fn deny(cli: &Cli, id: &str, remote: &Remote) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &remote.server {
+        return decide_remotely(server, remote, id, "deny").await;
+    }
     agent(cli).await?.deny(id, &operator())?;
     println!("{id} denied; the incident is escalated to a human");
     Ok(ExitCode::SUCCESS)

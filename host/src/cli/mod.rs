@@ -113,9 +113,19 @@ enum Command {
         all: bool,
     },
     /// Approve a pending action: it runs now, after the guardrails re-check.
-    Approve { id: String },
+    /// With --server, the running agent runs it, audited with the token's
+    /// identity; without, this process runs it against the local store.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        remote: incident_cmd::Remote,
+    },
     /// Deny a pending action; the incident is escalated.
-    Deny { id: String },
+    Deny {
+        id: String,
+        #[command(flatten)]
+        remote: incident_cmd::Remote,
+    },
     /// Show or reset the circuit breaker (only a human closes it).
     #[command(subcommand)]
     Breaker(BreakerCommand),
@@ -165,8 +175,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),
         Command::Approvals { all } => incident_cmd::approvals(&cli, *all),
-        Command::Approve { id } => incident_cmd::approve(&cli, id).await,
-        Command::Deny { id } => incident_cmd::deny(&cli, id).await,
+        Command::Approve { id, remote } => incident_cmd::approve(&cli, id, remote).await,
+        Command::Deny { id, remote } => incident_cmd::deny(&cli, id, remote).await,
         Command::Breaker(BreakerCommand::Status) => incident_cmd::breaker(&cli, false).await,
         Command::Breaker(BreakerCommand::Reset) => incident_cmd::breaker(&cli, true).await,
         Command::Plugin(cmd) => plugin_cmd::run(&cli, cmd).await,

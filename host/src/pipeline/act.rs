@@ -7,6 +7,7 @@ use super::guard::{self, StepVerdict, TakenAction, Verdict};
 use super::planned::{self, PlanError, PlannedCall};
 use super::tier::{self, ResolvedTier};
 use super::{Agent, now_ms};
+use crate::analysis::provenance::{self, ArgumentProvenance};
 use crate::analysis::runbook::{self, Runbook};
 use crate::analysis::{Decision, EvidenceItem, ProposedAction};
 use crate::bindings::types::TimeWindow;
@@ -52,6 +53,8 @@ pub struct ActionOutcome {
     pub effects: Vec<Effect>,
     /// Each target's tier and where it came from.
     pub tiers: Vec<ResolvedTier>,
+    /// Where each argument's value came from.
+    pub provenance: Vec<ArgumentProvenance>,
     pub result: Option<String>,
     pub status: ActionStatus,
 }
@@ -66,6 +69,7 @@ impl ActionOutcome {
             plan: None,
             effects: vec![],
             tiers: vec![],
+            provenance: vec![],
             result: None,
             status: ActionStatus::Observed,
         }
@@ -177,17 +181,19 @@ async fn guard_then_act(
     };
     record(&mut out, "schema", Verdict::Pass)?;
     let policy = &*agent.autonomy_now();
+    out.plan = Some(planned.plan.summary.clone());
+    out.effects = planned.effects.clone();
+    out.tiers = tiers_of(agent, policy, &planned.effects, alert.label("tier")).await;
+    out.provenance = provenance::of_action(decision, proposed, &alert.labels);
     agent.audit(
         incident,
         "plan",
         serde_json::json!({
             "tool": proposed.tool, "summary": planned.plan.summary,
             "effects": planned.effects, "digest": planned.digest(&policy.version),
+            "tiers": out.tiers, "provenance": out.provenance,
         }),
     )?;
-    out.plan = Some(planned.plan.summary.clone());
-    out.effects = planned.effects.clone();
-    out.tiers = tiers_of(agent, policy, &planned.effects, alert.label("tier")).await;
     let tier = tier::strictest(&out.tiers);
 
     let now = now_ms();
@@ -197,7 +203,7 @@ async fn guard_then_act(
         .get(&planned.plugin)
         .map(|p| p.policy.effective.clone())
         .unwrap_or_default();
-    let checks: [(&'static str, Verdict); 2] = [
+    let checks: [(&'static str, Verdict); 4] = [
         ("capability", guard::capability(&grants, &planned.effects)),
         (
             "autonomy",
@@ -221,6 +227,14 @@ async fn guard_then_act(
                     tier.as_deref(),
                 ),
             },
+        ),
+        (
+            "scope",
+            guard::scope(&planned.effects, &alert.labels, &policy.inventory),
+        ),
+        (
+            "provenance",
+            guard::provenance(policy, &planned.effects, &out.provenance),
         ),
     ];
     for (step, verdict) in checks {
@@ -246,14 +260,7 @@ async fn guard_then_act(
         return Ok(out);
     }
     if let Some(reason) = needs_approval {
-        let approval = request_approval(
-            agent,
-            incident,
-            &planned,
-            &out.tiers,
-            &reason,
-            requester.identity.as_deref(),
-        )?;
+        let approval = request_approval(agent, incident, &planned, &out, &reason, requester)?;
         out.status = ActionStatus::WaitingApproval { approval };
         return Ok(out);
     }
@@ -348,9 +355,9 @@ fn request_approval(
     agent: &Agent,
     incident: &str,
     planned: &PlannedCall,
-    tiers: &[ResolvedTier],
+    out: &ActionOutcome,
     reason: &str,
-    requested_by: Option<&str>,
+    requester: &Requester,
 ) -> Result<String, StoreError> {
     let now = chrono::Utc::now();
     let approval = Approval {
@@ -361,11 +368,20 @@ fn request_approval(
         arguments: planned.arguments.clone(),
         effects: planned.effects.clone(),
         digest: planned.digest(&agent.autonomy.version),
-        tiers: serde_json::to_value(tiers).unwrap_or_default(),
+        tiers: serde_json::to_value(&out.tiers).unwrap_or_default(),
+        provenance: serde_json::to_value(&out.provenance).unwrap_or_default(),
+        reasons: out
+            .verdicts
+            .iter()
+            .filter_map(|v| match &v.verdict {
+                Verdict::NeedsApproval(r) => Some(format!("{}: {r}", v.step)),
+                _ => None,
+            })
+            .collect(),
         policy_version: agent.autonomy.version.clone(),
         reason: reason.to_string(),
         requested_at: now,
-        requested_by: requested_by.map(str::to_string),
+        requested_by: requester.identity.clone(),
         expires_at: now
             + chrono::Duration::minutes(i64::from(agent.autonomy.guardrails.approval_ttl_minutes)),
         state: ApprovalState::Pending,

@@ -19,6 +19,13 @@ use crate::store::{Approval, ApprovalState, IncidentState, StoreError};
 /// Who the agent records for decisions it makes itself (expiry).
 pub const AGENT_IDENTITY: &str = "runwarden";
 
+/// The authenticated identity behind a caller, whichever channel it used:
+/// an MCP call over HTTP is `mcp:http:NAME`, the same token on the API is
+/// `http:NAME` — one person, who may not approve their own request.
+pub fn principal(identity: &str) -> &str {
+    identity.strip_prefix("mcp:").unwrap_or(identity)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
     #[error(transparent)]
@@ -112,7 +119,7 @@ impl Agent {
             });
         }
         self.refuse_if_expired(&a)?;
-        if a.requested_by.as_deref() == Some(by) {
+        if a.requested_by.as_deref().map(principal) == Some(principal(by)) {
             return Err(ApprovalError::SelfApproval {
                 id: id.into(),
                 who: by.into(),

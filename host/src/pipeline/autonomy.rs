@@ -41,6 +41,11 @@ pub struct AutonomyPolicy {
     /// the cluster. Empty: none is read.
     #[serde(default = "d_tier_label")]
     pub tier_label: String,
+    /// A change with an argument that only evidence text or the model
+    /// supports waits for a human, even in `auto` mode
+    /// (`analysis/provenance.rs`).
+    #[serde(default = "d_true")]
+    pub require_trusted_provenance: bool,
     /// Who hears about an incident the agent escalates.
     #[serde(default)]
     pub escalation: Vec<EscalationTarget>,
@@ -81,6 +86,9 @@ pub struct Guardrails {
     pub approval_ttl_minutes: u32,
 }
 
+fn d_true() -> bool {
+    true
+}
 fn d_tier_label() -> String {
     "tier".into()
 }

@@ -159,6 +159,79 @@ pub fn autonomy(
     Verdict::Pass
 }
 
+/// Whether every target of the action belongs to the incident: named by
+/// the alert's labels (its authenticated sender named it: namespace and
+/// name, or the DNS record), or listed as `related` to a workload the alert
+/// names in the operator's inventory. A target anything else chose — a
+/// model, or a log line the model read — waits for a human, whatever the
+/// mode: grants bound *what* may change, this bounds *which* object.
+pub fn scope(
+    effects: &[Effect],
+    alert_labels: &std::collections::BTreeMap<String, String>,
+    inventory: &[super::tier::InventoryEntry],
+) -> Verdict {
+    let named = |v: &str| {
+        alert_labels
+            .iter()
+            .any(|(k, l)| k != "tier" && l.trim_end_matches('.') == v.trim_end_matches('.'))
+    };
+    let related: Vec<&str> = inventory
+        .iter()
+        .filter(|e| {
+            e.namespace.as_deref().is_some_and(&named)
+                && e.workload.as_deref().is_some_and(&named)
+        })
+        .flat_map(|e| e.related.iter().map(String::as_str))
+        .collect();
+    let outside: Vec<String> = effects
+        .iter()
+        .filter_map(Effect::target)
+        .filter(|t| {
+            let by_alert = match t {
+                Target::Object(o) => named(&o.namespace) && named(&o.name),
+                Target::DnsRecord { record, .. } => named(record),
+            };
+            let key = match t {
+                Target::Object(o) => o.to_string(),
+                Target::DnsRecord { record, .. } => format!("dns {record}"),
+            };
+            !by_alert && !related.contains(&key.as_str())
+        })
+        .map(|t| t.to_string())
+        .collect();
+    if outside.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::NeedsApproval(format!(
+            "{} outside the incident: the alert's labels do not name it and the inventory relates it to no workload they name",
+            outside.join(", ")
+        ))
+    }
+}
+
+/// Autonomy by provenance: a change whose arguments only evidence text or
+/// the model support waits for a human (`require_trusted_provenance`).
+pub fn provenance(
+    policy: &AutonomyPolicy,
+    effects: &[Effect],
+    arguments: &[crate::analysis::provenance::ArgumentProvenance],
+) -> Verdict {
+    if !policy.require_trusted_provenance || effects.is_empty() {
+        return Verdict::Pass;
+    }
+    let weak = crate::analysis::provenance::untrusted(arguments);
+    if weak.is_empty() {
+        return Verdict::Pass;
+    }
+    Verdict::NeedsApproval(format!(
+        "supported only by evidence text or the model, not by the operator or an authenticated source: {}",
+        weak.iter()
+            .map(|a| format!("`{}` = {} ({})", a.argument, a.value, a.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
 /// Replica ceiling and floor, pods per action, objects per action — on the
 /// effects, whichever tool has them.
 pub fn blast_radius(policy: &AutonomyPolicy, effects: &[Effect]) -> Verdict {

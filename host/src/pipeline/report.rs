@@ -127,6 +127,51 @@ pub fn line(r: &AuditRecord) -> Option<String> {
     })
 }
 
+/// What an action would change, each target's tier, and where each
+/// argument came from: what a reviewer needs to judge it.
+fn render_plan(o: &mut String, b: &serde_json::Value) {
+    let _ = writeln!(
+        o,
+        "\n### {}: {}\n",
+        b["tool"].as_str().unwrap_or("?"),
+        b["summary"].as_str().unwrap_or("")
+    );
+    for e in b["effects"].as_array().into_iter().flatten() {
+        if let Ok(effect) = serde_json::from_value::<crate::effects::Effect>(e.clone()) {
+            let _ = writeln!(o, "- effect: {}", effect.describe());
+        }
+    }
+    for t in b["tiers"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "- tier of {}: {} ({})",
+            t["target"].as_str().unwrap_or("?"),
+            t["tier"].as_str().unwrap_or("none"),
+            t["source"].as_str().unwrap_or("?")
+        );
+    }
+    let args: Vec<&serde_json::Value> = b["provenance"].as_array().into_iter().flatten().collect();
+    if !args.is_empty() {
+        let _ = writeln!(o, "\n| argument | value | from | |\n|---|---|---|---|");
+        for a in args {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                a["argument"].as_str().unwrap_or("?"),
+                a["value"],
+                a["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
 /// Markdown for one incident.
 pub fn render(incident: &IncidentRecord, audit: &[AuditRecord]) -> String {
     let mut o = String::new();
@@ -213,6 +258,12 @@ pub fn render(incident: &IncidentRecord, audit: &[AuditRecord]) -> String {
                 v["reason"].as_str().unwrap_or("")
             );
         }
+    }
+    for plan in audit
+        .iter()
+        .filter(|r| r.kind == "plan" && r.body["error"].is_null())
+    {
+        render_plan(&mut o, &plan.body);
     }
     let _ = writeln!(o, "\n## Action items\n");
     let recovered = audit

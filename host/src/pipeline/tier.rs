@@ -28,7 +28,13 @@ pub struct InventoryEntry {
     /// A DNS record name (for `dns-record` effects).
     #[serde(default)]
     pub dns_record: Option<String>,
-    pub tier: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Objects that belong to this workload's incidents, as `Kind
+    /// namespace/name` or `dns RECORD`: an action on them stays inside an
+    /// incident about the workload (`guard::scope`).
+    #[serde(default)]
+    pub related: Vec<String>,
 }
 
 /// A target's tier and where it came from, for the audit trail.
@@ -58,25 +64,25 @@ pub fn operator_tier(
             inventory
                 .iter()
                 .filter(ns_match)
-                .find(|e| e.workload.as_deref() == Some(name.as_str()))
-                .map(|e| (e.tier.clone(), "inventory (workload)"))
+                .filter(|e| e.workload.as_deref() == Some(name.as_str()))
+                .find_map(|e| e.tier.clone().map(|t| (t, "inventory (workload)")))
                 .or_else(|| {
                     inventory
                         .iter()
                         .filter(ns_match)
-                        .find(|e| e.workload.is_none() && e.dns_record.is_none())
-                        .map(|e| (e.tier.clone(), "inventory (namespace)"))
+                        .filter(|e| e.workload.is_none() && e.dns_record.is_none())
+                        .find_map(|e| e.tier.clone().map(|t| (t, "inventory (namespace)")))
                 })
                 .or_else(|| workload_label.map(|t| (t.to_string(), "workload label")))
         }
         Target::DnsRecord { record, .. } => inventory
             .iter()
-            .find(|e| {
+            .filter(|e| {
                 e.dns_record
                     .as_deref()
                     .is_some_and(|r| r.trim_end_matches('.') == record.trim_end_matches('.'))
             })
-            .map(|e| (e.tier.clone(), "inventory (dns record)")),
+            .find_map(|e| e.tier.clone().map(|t| (t, "inventory (dns record)"))),
     }
 }
 
@@ -134,7 +140,8 @@ mod tests {
             namespace: Some(ns.into()),
             workload: w.map(Into::into),
             dns_record: None,
-            tier: tier.into(),
+            tier: Some(tier.into()),
+            related: vec![],
         };
         vec![
             entry("payments", Some("payment-api"), "1"),

@@ -73,7 +73,7 @@ impl PluginKind {
     pub fn contract_of(self, exports: &[String]) -> Option<Contract> {
         Contract::ALL.into_iter().find(|c| {
             let want = format!("{}@{}", self.export_name(), c.version());
-            exports.iter().any(|e| *e == want)
+            exports.contains(&want)
         })
     }
 }

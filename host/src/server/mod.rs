@@ -129,6 +129,9 @@ fn now_ms() -> i64 {
     crate::pipeline::now_ms()
 }
 
+/// How often pending approvals are checked for expiry.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// Serves `app` in the background on an ephemeral loopback port and returns
 /// its origin (`http://127.0.0.1:PORT`): recorded answers and scripted models
 /// for replays, stand-ins and servers under test for benchmarks.
@@ -224,13 +227,15 @@ impl Server {
         opened
     }
 
-    /// Serves until the listener fails; the flusher runs alongside.
+    /// Serves until the listener fails; the flusher (and the expiry of
+    /// unanswered approvals) runs alongside.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let flusher = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(flusher.config.flush_every);
             let leadership = &flusher.config.leadership;
             let mut recovered = !leadership.is_elected();
+            let mut expiry_checked = std::time::Instant::now();
             loop {
                 tick.tick().await;
                 if !recovered && leadership.is_leader() {
@@ -249,6 +254,19 @@ impl Server {
                 }
                 if recovered {
                     flusher.flush();
+                }
+                if recovered && expiry_checked.elapsed() >= EXPIRY_CHECK_EVERY {
+                    expiry_checked = std::time::Instant::now();
+                    // An approval nobody answered in time is audited and its
+                    // incident escalated, not left waiting forever.
+                    match flusher.agent.expire_overdue().await {
+                        Ok(ids) => {
+                            for id in ids {
+                                tracing::warn!(approval = %id, "expired unanswered; incident escalated");
+                            }
+                        }
+                        Err(e) => tracing::error!("expiring overdue approvals failed: {e}"),
+                    }
                 }
             }
         });

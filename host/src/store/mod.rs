@@ -141,6 +141,12 @@ pub struct Approval {
     /// Each target's tier and where it came from.
     #[serde(default)]
     pub tiers: serde_json::Value,
+    /// Each argument with where its value came from.
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+    /// Every reason a guardrail gave for asking a human.
+    #[serde(default)]
+    pub reasons: Vec<String>,
     pub policy_version: String,
     pub reason: String,
     pub requested_at: chrono::DateTime<chrono::Utc>,

@@ -1,0 +1,54 @@
+//! `runwarden serve` as a process, the way an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub struct Agent {
+    pub child: Child,
+    pub base: String,
+    pub stderr: Vec<String>,
+}
+
+/// Starts `runwarden serve` and waits until it listens. The caller kills
+/// and waits for it; a failing test leaves it to the test harness's exit.
+#[allow(clippy::zombie_processes)]
+pub fn serve(root: &Path) -> Agent {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .args([
+            "--policies",
+            "policies",
+            "--runbooks",
+            "runbooks",
+            "--data-dir",
+            "data",
+        ])
+        .args(["--cache-dir"])
+        .arg(super::workspace().join("target/runwarden-test-cache"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--group-wait-ms", "0"])
+        .args(["--access", "access.toml", "--insecure-local-webhooks"])
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runwarden serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve exited: {stderr:?}"))
+            .unwrap();
+        stderr.push(line.clone());
+        if let Some(rest) = line.strip_prefix("runwarden serving on ") {
+            let base = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Agent {
+                child,
+                base,
+                stderr,
+            };
+        }
+    }
+}
