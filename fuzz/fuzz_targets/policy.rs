@@ -7,6 +7,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let _ = toml::from_str::<runwarden::policy::PolicyFile>(text);
     let _ = toml::from_str::<runwarden::policy::Manifest>(text);
+    let _ = toml::from_str::<runwarden::pipeline::autonomy::AutonomyPolicy>(text);
     let _ = runwarden::analysis::runbook::parse(text);
     let _ = runwarden::server::Access::parse(text, std::path::Path::new("/nonexistent"));
     let _ = runwarden::policy::signing::decode_public_key(text);

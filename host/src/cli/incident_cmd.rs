@@ -171,14 +171,16 @@ pub async fn approve(cli: &Cli, id: &str, remote: &Remote) -> anyhow::Result<Exi
     }
     let outcome = agent(cli).await?.approve(id, &operator()).await?;
     println!("{}", outcome.summary());
+    // The approval was carried out; whether it fixed things is the summary's
+    // (and the incident's) to say. A failed action is a failure.
     Ok(
         if matches!(
             outcome.status,
-            runwarden::pipeline::act::ActionStatus::Recovered
+            runwarden::pipeline::act::ActionStatus::Failed { .. }
         ) {
-            ExitCode::SUCCESS
-        } else {
             ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         },
     )
 }

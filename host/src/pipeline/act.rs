@@ -230,7 +230,12 @@ async fn guard_then_act(
         ),
         (
             "scope",
-            guard::scope(&planned.effects, &alert.labels, &policy.inventory),
+            // An authenticated requester (MCP, CLI) names its target itself.
+            if requester.identity.is_some() {
+                Verdict::Pass
+            } else {
+                guard::scope(&planned.effects, &alert.labels, &policy.inventory)
+            },
         ),
         (
             "provenance",

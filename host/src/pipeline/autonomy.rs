@@ -188,7 +188,11 @@ impl AutonomyPolicy {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "cannot read: {e}. Every agent needs an autonomy policy next to the plugin policies; the smallest safe one is `mode = \"approve\"` and `version = \"1\"` (every change waits for a human); policies/autonomy.toml in the repository is a full example"
+            ))
+        })?;
         toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))
     }
 

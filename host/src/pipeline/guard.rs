@@ -178,8 +178,7 @@ pub fn scope(
     let related: Vec<&str> = inventory
         .iter()
         .filter(|e| {
-            e.namespace.as_deref().is_some_and(&named)
-                && e.workload.as_deref().is_some_and(&named)
+            e.namespace.as_deref().is_some_and(&named) && e.workload.as_deref().is_some_and(&named)
         })
         .flat_map(|e| e.related.iter().map(String::as_str))
         .collect();
@@ -636,5 +635,75 @@ auto_execute_if = {{ min_confidence = "high", max_risk = "medium", service_tiers
             capability(&Grants::default(), &scale(3, 4)),
             Verdict::Refuse(_)
         ));
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn scope_follows_the_alert_and_the_inventorys_relations() {
+        let alert = labels(&[("namespace", "payments"), ("service", "api"), ("tier", "2")]);
+        assert_eq!(scope(&rollback(), &alert, &[]), Verdict::Pass);
+        let elsewhere = vec![Effect::Rollback {
+            target: ObjectRef::deployment("checkout", "web"),
+            from_revision: 7,
+            to_revision: 6,
+        }];
+        assert!(
+            matches!(scope(&elsewhere, &alert, &[]), Verdict::NeedsApproval(r) if r.contains("checkout/web outside the incident"))
+        );
+        let cert = vec![Effect::CertificateRenewal {
+            certificate: ObjectRef {
+                kind: "Certificate".into(),
+                namespace: "payments".into(),
+                name: "api-tls".into(),
+            },
+        }];
+        assert!(matches!(
+            scope(&cert, &alert, &[]),
+            Verdict::NeedsApproval(_)
+        ));
+        let inventory = vec![super::super::tier::InventoryEntry {
+            namespace: Some("payments".into()),
+            workload: Some("api".into()),
+            dns_record: None,
+            tier: None,
+            related: vec!["Certificate payments/api-tls".into()],
+        }];
+        assert_eq!(scope(&cert, &alert, &inventory), Verdict::Pass);
+    }
+
+    #[test]
+    fn provenance_needs_a_trusted_source_for_every_argument_of_a_change() {
+        use crate::analysis::provenance::{ArgumentProvenance, Source};
+        let arg = |s: Source| ArgumentProvenance {
+            argument: "name".into(),
+            value: serde_json::json!("api"),
+            sources: vec![s],
+            detail: String::new(),
+        };
+        let p = policy("auto");
+        assert_eq!(
+            provenance(&p, &rollback(), &[arg(Source::AlertLabel)]),
+            Verdict::Pass
+        );
+        assert!(
+            matches!(provenance(&p, &rollback(), &[arg(Source::Model)]), Verdict::NeedsApproval(r) if r.contains("`name`"))
+        );
+        assert_eq!(
+            provenance(&p, &[], &[arg(Source::Model)]),
+            Verdict::Pass,
+            "nothing changes"
+        );
+        let mut lax = policy("auto");
+        lax.require_trusted_provenance = false;
+        assert_eq!(
+            provenance(&lax, &rollback(), &[arg(Source::Evidence)]),
+            Verdict::Pass
+        );
     }
 }

@@ -85,6 +85,8 @@ impl Agent {
                 .to_string(),
             ),
         ]);
+        // For the incident's title and report only; the guardrails judge
+        // the plan's typed effects.
         for key in ["namespace", "name"] {
             if let Some(v) = arguments.get(key).and_then(|v| v.as_str()) {
                 let label = if key == "name" { "service" } else { key };
