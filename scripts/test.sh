@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone with only the Rust toolchain:
 # installs the wasm target, the Debian packages the end-to-end tests run
 # (prometheus, prometheus-alertmanager, postgresql — each test starts its own
-# server on loopback), builds the plugin components (Rust, and the Python and
+# server on loopback — and kubernetes-client's kubectl with openssl, the
+# reference client of the Kubernetes wire tests), builds the plugin components (Rust, and the Python and
 # JavaScript examples with toolchains from PyPI and npm, cached), runs
 # every test, validates the Kubernetes manifests (scripts/validate-deploy.sh:
 # kubernetes-validate from PyPI, cached in ~/.cache/runwarden), then the
@@ -13,12 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
+   || ! command -v kubectl >/dev/null || ! command -v openssl >/dev/null \
    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager postgresql >/dev/null
+    prometheus prometheus-alertmanager postgresql kubernetes-client openssl >/dev/null
 fi
 
 ./scripts/build-plugins.sh

@@ -156,7 +156,7 @@ fn plugin_call_is_an_audited_operator_action_through_the_guardrails() {
     );
     assert!(ok, "{out}");
     assert!(out.contains("overridden"), "{out}");
-    let (ok, audit) = operator(data.path(), "alice", &["audit", "show"]);
+    let (ok, audit) = operator(data.path(), "alice", &["audit", "export"]);
     assert!(ok, "{audit}");
     for kind in [
         "\"intent\"",

@@ -639,7 +639,7 @@ async fn approve_with_server_runs_in_the_agent_under_the_tokens_identity() {
     agent.child.wait().unwrap();
 
     // The action ran in the agent, and its record names the approver.
-    let (_, trail) = cli_against(root, &["--data-dir", "data", "audit", "show"]);
+    let (_, trail) = cli_against(root, &["--data-dir", "data", "audit", "export"]);
     assert!(
         trail.contains("\"decision\":\"approved\"") && trail.contains("\"by\":\"http:alice\""),
         "{trail}"

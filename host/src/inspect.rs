@@ -33,6 +33,11 @@ pub struct Report {
     pub requested: Option<Requests>,
     pub granted: Option<Grants>,
     pub effective: Option<Grants>,
+    /// The operator's `[config]` for the plugin (non-secret settings: a
+    /// failover target, a base URL).
+    pub config: std::collections::BTreeMap<String, String>,
+    /// Whether the policy requires a publisher's signature, and the verdict.
+    pub signature: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -209,6 +214,20 @@ async fn inspect_policy(
     for t in &mut report.tools {
         t.enforced = enforcement(t, report.contract, Some(&effective));
     }
+    report.signature = Some(match &file.plugin.require_publisher {
+        None => "not required by this policy (the sha256 pin alone decides)".into(),
+        Some(publisher) => match policy::load::load_policy(path) {
+            Ok(loaded) => match loaded.signed_by {
+                Some(v) => format!(
+                    "required: {publisher}; verified (signed by {} over these bytes and the manifest's requests)",
+                    v.publisher
+                ),
+                None => format!("required: {publisher}; not verified"),
+            },
+            Err(e) => format!("required: {publisher}; FAILS: {e}"),
+        },
+    });
+    report.config = file.config.clone();
     report.requested = Some(manifest.requests);
     report.granted = Some(file.grants);
     report.effective = Some(effective);
@@ -262,6 +281,8 @@ async fn describe_bytes(
         requested: None,
         granted: None,
         effective: None,
+        config: Default::default(),
+        signature: None,
         problems: vec![],
     };
     let Some(kind) = kind else {
@@ -343,6 +364,9 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "sha256      {}{pin}", r.sha256);
     if let Some(p) = &r.policy {
         let _ = writeln!(o, "policy      {p}");
+    }
+    if let Some(sig) = &r.signature {
+        let _ = writeln!(o, "signature   {sig}");
     }
     if let Some(l) = &r.limits {
         let _ = writeln!(
@@ -444,18 +468,54 @@ pub fn render(r: &Report) -> String {
                 v.as_ref()
                     .map_or("-".to_string(), |v| caps_line(v).replace('\n', "; "))
             };
+            let requested = match (&rq, cap) {
+                // The author asks for HTTP; which origins is the operator's.
+                (Some(v), Capability::Http) if v.as_object().is_some_and(|m| m.is_empty()) => {
+                    "yes (which origins is the operator's grant)".to_string()
+                }
+                _ => show(&rq),
+            };
             let _ = writeln!(o, "  {cap}");
-            let _ = writeln!(o, "    requested  {}", show(&rq));
-            let _ = writeln!(o, "    granted    {}", show(&gr));
             let _ = writeln!(
                 o,
-                "    effective  {}",
+                "    requested  {requested}   (author's manifest: a declaration)"
+            );
+            let _ = writeln!(o, "    granted    {}   (operator's policy)", show(&gr));
+            let _ = writeln!(
+                o,
+                "    effective  {}   (what the host enforces)",
                 if ef.is_some() {
                     show(&ef)
                 } else {
                     "NONE (not both requested and granted)".into()
                 }
             );
+            if cap == Capability::Http
+                && let Some(h) = eff.http.as_ref()
+            {
+                for origin in &h.allow {
+                    let _ = writeln!(o, "    origin     {origin}");
+                }
+                if h.allow_private_cidrs.is_empty() {
+                    let _ = writeln!(
+                        o,
+                        "    addresses  loopback, private, link-local and metadata addresses refused (no exception)"
+                    );
+                } else {
+                    for net in &h.allow_private_cidrs {
+                        let _ = writeln!(o, "    exception  names may resolve into {net}");
+                    }
+                }
+            }
+        }
+    }
+    if !r.config.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nconfig      (operator's settings for the plugin, read through `config`)"
+        );
+        for (k, v) in &r.config {
+            let _ = writeln!(o, "  {k} = {v:?}");
         }
     }
     if !r.problems.is_empty() {

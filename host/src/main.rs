@@ -15,8 +15,17 @@ async fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Both of rustls's crypto providers end up enabled through the
+    // dependency graph (kube, reqwest); with two and none installed, rustls
+    // panics at the first TLS connection. Install one, explicitly, first.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
     let args = cli::Cli::parse();
-    runwarden::telemetry::init_logs(args.log_format());
+    runwarden::telemetry::init_logs(args.log_format(), args.is_server());
     match cli::run(args).await {
         Ok(code) => code,
         Err(e) => {

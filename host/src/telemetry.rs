@@ -173,9 +173,17 @@ pub enum LogFormat {
 
 /// Installs the tracing subscriber on stderr. `RUNWARDEN_LOG` filters
 /// (`info`, `runwarden=debug`…).
-pub fn init_logs(format: LogFormat) {
+/// Logs to stderr. `verbose`: one `info` line per incident step (the
+/// servers); otherwise warnings only (one-shot commands print their own
+/// results). `RUNWARDEN_LOG` overrides either.
+pub fn init_logs(format: LogFormat, verbose: bool) {
+    let default = if verbose {
+        "warn,runwarden=info,wasmtime_wasi_http=error"
+    } else {
+        "warn,wasmtime_wasi_http=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNWARDEN_LOG")
-        .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into());
+        .unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

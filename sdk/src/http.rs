@@ -169,14 +169,34 @@ pub fn request(
 fn from_code(url: &str, code: ErrorCode) -> Error {
     match code {
         ErrorCode::HttpRequestDenied => Error::Denied(format!(
-            "{url}: the host's policy does not grant this origin"
+            "{url}: the host refused the request (the grant does not allow this origin, or the action's plan does not include this request)"
         )),
         ErrorCode::DestinationIpProhibited => Error::Denied(format!(
             "{url}: the destination resolves to an address the policy forbids"
         )),
         ErrorCode::HttpRequestUriInvalid => Error::InvalidInput(format!("{url}: invalid URI")),
-        other => Error::Unavailable(format!("{url}: {other:?}")),
+        other => Error::Unavailable(format!("{url}: {}", words(&format!("{other:?}")))),
     }
+}
+
+/// `ConnectionRefused` → "connection refused": error codes for people.
+fn words(debug: &str) -> String {
+    let name = debug.split(['(', ' ', '{']).next().unwrap_or(debug);
+    let name = name.rsplit("::").next().unwrap_or(name);
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("dns", "DNS")
+        .replace("tls", "TLS")
+        .replace("http", "HTTP")
 }
 
 /// The parts of an absolute `http://` or `https://` URL.
@@ -242,6 +262,17 @@ pub fn encode_query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_read_as_words() {
+        assert_eq!(super::words("ConnectionRefused"), "connection refused");
+        assert_eq!(super::words("DnsTimeout"), "DNS timeout");
+        assert_eq!(
+            super::words("ErrorCode::TlsCertificateError"),
+            "TLS certificate error"
+        );
+        assert_eq!(super::words("InternalError(Some(\"x\"))"), "internal error");
+    }
 
     #[test]
     fn parses_urls() -> Result<(), Error> {

@@ -124,6 +124,8 @@ pub enum RunbookError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }
 
 /// Loads every runbook in a directory, keyed by alert name.
@@ -134,10 +136,7 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Runbook>, RunbookError> {
         source,
     })?;
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| RunbookError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = crate::files::read_text(&path)?;
         let rb = parse(&text).map_err(|message| RunbookError::Parse {
             path: path.clone(),
             message,

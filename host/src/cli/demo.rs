@@ -21,6 +21,32 @@ use std::time::{Duration, Instant};
 
 const ALERT: &str = include_str!("demo-alert.json");
 
+/// The demo's policies or runbooks: `dir` when it exists; else, run from
+/// another directory, the ones of the source tree this binary was built
+/// from, if it is still there.
+fn shipped(dir: &std::path::Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    if dir.is_dir() {
+        return Ok(dir.to_path_buf());
+    }
+    let tree = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
+    if dir.is_relative() && tree.is_dir() {
+        let tree = tree.canonicalize().unwrap_or(tree);
+        println!(
+            "({} not found here: using {})",
+            dir.display(),
+            tree.display()
+        );
+        return Ok(tree);
+    }
+    anyhow::bail!(
+        "{} not found, and the source tree this binary was built from ({}) is gone: run the demo from a checkout of runwarden, or pass --policies and --runbooks",
+        dir.display(),
+        tree.display()
+    )
+}
+
 pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     println!(
@@ -41,10 +67,12 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         verify_timeout: Some(Duration::from_secs(10)),
         ..AgentConfig::default()
     };
+    let policies = shipped(&cli.policies, "policies")?;
+    let runbooks = shipped(&cli.runbooks, "runbooks")?;
     let (agent, problems) = Agent::open(
         AgentPaths {
-            policies: &cli.policies,
-            runbooks: &cli.runbooks,
+            policies: &policies,
+            runbooks: &runbooks,
             store: cli.store_in(&data)?,
         },
         services,
@@ -54,6 +82,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     for p in problems {
         println!("policy refused a plugin: {p}");
     }
+    super::refuse_broken_runbooks(&agent).await?;
     let delivery = runwarden::intake::alertmanager::parse(ALERT.as_bytes())?;
     let outcome = agent.handle(&delivery.alerts).await?;
 
@@ -78,7 +107,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         d.ready_replicas,
         d.replicas
     );
-    println!("{}", agent.store.report(&outcome.incident)?);
+    let report = agent.store.report(&outcome.incident)?;
+    println!("{report}");
+    let report_file = data.join(format!("{}.md", outcome.incident));
+    std::fs::write(&report_file, &report)
+        .with_context(|| format!("writing {}", report_file.display()))?;
     let verified = agent.store.verify_audit()?;
     println!(
         "audit trail: {} records, hash chain {}",
@@ -97,10 +130,15 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         started.elapsed().as_millis()
     );
     println!(
-        "data: {} (try: runwarden --data-dir {} report {})",
+        "report: {}\ndata:   {} (try: runwarden --data-dir {} report {} | audit show --incident {})",
+        report_file.display(),
         data.display(),
         data.display(),
+        outcome.incident,
         outcome.incident
+    );
+    println!(
+        "note: a rollback creates a new revision with the old pod template, as `kubectl rollout undo` does: rolling revision 2 back to 1 leaves revision 3 running 1's image."
     );
     Ok(
         if outcome.state == runwarden::store::IncidentState::Resolved {

@@ -33,20 +33,68 @@ pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn audit_show(cli: &Cli, incident: Option<&str>) -> anyhow::Result<ExitCode> {
-    for record in store(cli)?.audit(incident)? {
-        println!("{}", serde_json::to_string(&record)?);
+/// The audit trail: one line per record for people, or JSON lines.
+pub fn audit_show(cli: &Cli, incident: Option<&str>, jsonl: bool) -> anyhow::Result<ExitCode> {
+    let records = store(cli)?.audit(incident)?;
+    if records.is_empty() {
+        eprintln!(
+            "no audit records{}",
+            demo_hint(cli).map(|h| format!("; {h}")).unwrap_or_default()
+        );
+    }
+    for record in records {
+        if jsonl {
+            println!("{}", serde_json::to_string(&record)?);
+        } else {
+            let line = runwarden::pipeline::report::line(&record)
+                .unwrap_or_else(|| format!("{} {}", record.kind, record.body));
+            println!(
+                "{:>5} {} {:<8} {line}",
+                record.seq,
+                record.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                record.incident.as_deref().unwrap_or("-")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn report(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
-    print!("{}", store(cli)?.report(id)?);
-    Ok(ExitCode::SUCCESS)
+    match store(cli)?.report(id) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(runwarden::store::StoreError::NotFound { .. }) => {
+            anyhow::bail!(
+                "no report for {id} in this store{}",
+                demo_hint(cli).map(|h| format!("; {h}")).unwrap_or_default()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the demo keeps its store, if a demo ran with this data directory.
+fn demo_hint(cli: &Cli) -> Option<String> {
+    let demo = cli.data_dir.join("demo");
+    demo.is_dir().then(|| {
+        format!(
+            "the demo's incidents are in {0}: runwarden --data-dir {0} incidents",
+            demo.display()
+        )
+    })
 }
 
 pub fn incidents(cli: &Cli) -> anyhow::Result<ExitCode> {
-    for i in store(cli)?.incidents()? {
+    let list = store(cli)?.incidents()?;
+    if list.is_empty() {
+        eprintln!(
+            "no incidents in this store{}",
+            demo_hint(cli).map(|h| format!("; {h}")).unwrap_or_default()
+        );
+    }
+    for i in list {
         println!(
             "{:<8} {:<16} {:<40} {}",
             i.id,

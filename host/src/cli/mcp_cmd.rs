@@ -21,6 +21,7 @@ pub struct McpArgs {
 
 pub async fn run(cli: &Cli, args: &McpArgs) -> anyhow::Result<ExitCode> {
     let agent = Arc::new(cli.open_agent(AgentConfig::default()).await?);
+    super::refuse_broken_runbooks(&agent).await?;
     match &args.listen {
         None => {
             // stdout carries the protocol: everything else goes to stderr.

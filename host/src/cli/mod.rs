@@ -155,10 +155,23 @@ enum BreakerCommand {
 enum AuditCommand {
     /// Walk the hash chain; exit non-zero on any edit, deletion or reordering.
     Verify,
-    /// Print the audit records, one JSON object a line (of one incident, or all).
+    /// Print the audit records, of one incident (`audit show INC-1`) or all.
     Show {
+        incident: Option<String>,
+        /// Kept for scripts: the same as a positional incident.
+        #[arg(long = "incident", conflicts_with = "incident")]
+        incident_flag: Option<String>,
+        /// One JSON object a line, every field (what `export` writes).
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// Every audit record as JSON lines (for archives and SIEMs).
+    Export {
         #[arg(long)]
         incident: Option<String>,
+        /// Accepted for clarity; export always writes JSON lines.
+        #[arg(long)]
+        jsonl: bool,
     },
 }
 
@@ -169,8 +182,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve_cmd::run(&cli, args).await,
         Command::Bench(args) => bench_cmd::run(&cli, args).await,
         Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
-        Command::Audit(AuditCommand::Show { incident }) => {
-            incident_cmd::audit_show(&cli, incident.as_deref())
+        Command::Audit(AuditCommand::Show {
+            incident,
+            incident_flag,
+            jsonl,
+        }) => incident_cmd::audit_show(
+            &cli,
+            incident.as_deref().or(incident_flag.as_deref()),
+            *jsonl,
+        ),
+        Command::Audit(AuditCommand::Export { incident, .. }) => {
+            incident_cmd::audit_show(&cli, incident.as_deref(), true)
         }
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),
@@ -201,6 +223,11 @@ impl Cli {
 
     fn store_location(&self) -> anyhow::Result<runwarden::store::StoreLocation> {
         self.store_in(&self.data_dir)
+    }
+
+    /// Long-running commands log each incident step at `info`.
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_) | Command::Mcp(_))
     }
 
     fn cache(&self) -> CompileCache {
@@ -274,5 +301,20 @@ impl Cli {
             },
             sim,
         ))
+    }
+}
+
+/// For the long-running commands: what `policy check` finds wrong in the
+/// runbooks stops them at start, not at 3 AM.
+async fn refuse_broken_runbooks(agent: &runwarden::pipeline::Agent) -> anyhow::Result<()> {
+    let wrong = agent.check_runbook_actions().await;
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} problem(s) in the runbooks (`runwarden policy check` lists them too):\n  {}",
+            wrong.len(),
+            wrong.join("\n  ")
+        )
     }
 }

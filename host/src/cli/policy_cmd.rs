@@ -2,19 +2,27 @@
 
 use super::Cli;
 use clap::Subcommand;
+use runwarden::pipeline::autonomy::AutonomyPolicy;
 use runwarden::registry::Registry;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
-    /// Parse every policy and manifest, check digests, compile components and
-    /// check their imports against the effective grants. Runs no plugin code.
-    Check,
+    /// Validate everything the agent loads: every plugin policy and manifest
+    /// (digests, signatures, imports against the effective grants), the
+    /// autonomy policy, the runbooks (and that each action names a loaded
+    /// plugin's tool), and the access file if given. Runs no plugin code
+    /// beyond each tool plugin's read-only `describe`. Exit 1 on any error.
+    Check {
+        /// The access file `serve --access` would read.
+        #[arg(long)]
+        access: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCommand::Check => {
+        PolicyCommand::Check { access } => {
             let engine = runwarden::sandbox::new_engine()?;
             let (services, _) = cli.services().await?;
             let (registry, problems) =
@@ -38,15 +46,45 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
                     }
                 );
             }
-            for e in &problems {
+            let mut errors: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            let plugins_ok = registry.plugins().count();
+            let autonomy_path = cli.policies.join(runwarden::policy::load::AUTONOMY_FILE);
+            match AutonomyPolicy::load(&autonomy_path) {
+                Ok(a) => println!(
+                    "ok      {:<20} mode {:?}, version {}, {} rule(s)",
+                    "autonomy",
+                    a.mode,
+                    a.version,
+                    a.actions.len()
+                ),
+                Err(e) => errors.push(e.to_string()),
+            }
+            match runwarden::analysis::runbook::load_dir(&cli.runbooks) {
+                Ok(runbooks) => {
+                    let wrong =
+                        runwarden::pipeline::check_runbook_actions(&registry, &runbooks).await;
+                    println!(
+                        "{:<7} {:<20} {} runbook(s) in {}",
+                        if wrong.is_empty() { "ok" } else { "error" },
+                        "runbooks",
+                        runbooks.len(),
+                        cli.runbooks.display()
+                    );
+                    errors.extend(wrong);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+            if let Some(path) = access {
+                match runwarden::server::Access::load(path) {
+                    Ok(_) => println!("ok      {:<20} {}", "access", path.display()),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            for e in &errors {
                 println!("error   {e}");
             }
-            println!(
-                "{} policies ok, {} with errors",
-                registry.plugins().count(),
-                problems.len()
-            );
-            Ok(if problems.is_empty() {
+            println!("{plugins_ok} plugin policies ok; {} error(s)", errors.len());
+            Ok(if errors.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -88,6 +88,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ..AgentConfig::default()
         })
         .await?;
+    super::refuse_broken_runbooks(&agent).await?;
     let (leadership, elector) = elect(args).await?;
     let mut access = match &args.access {
         Some(path) => Access::load(path)?,
@@ -95,7 +96,32 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if args.insecure_local_webhooks {
         access = access.allow_unauthenticated(&Source::ALL);
+        tracing::warn!(
+            "--insecure-local-webhooks: every webhook is accepted without credentials (loopback only)"
+        );
     }
+    if args.access.is_none() {
+        tracing::warn!(
+            "no --access file: every API request{} is refused (401/403); see policies/access.toml.example",
+            if args.insecure_local_webhooks {
+                ""
+            } else {
+                " and every webhook"
+            }
+        );
+    }
+    for missing in runwarden::pipeline::missing_secrets(
+        &agent.registry,
+        agent.registry.services.secrets.as_ref(),
+    ) {
+        tracing::warn!("{missing}; /readyz reports it as degraded");
+    }
+    tracing::info!(
+        plugins = agent.registry.plugins().count(),
+        mode = ?agent.autonomy_now().mode,
+        policy = %agent.autonomy.version,
+        "agent ready"
+    );
     let config = ServeConfig {
         leadership,
         grouping: GroupingConfig {

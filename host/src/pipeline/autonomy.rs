@@ -176,7 +176,7 @@ pub fn risk_rank(r: Risk) -> u8 {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct AutonomyError {
     pub path: String,
     pub message: String,
@@ -188,10 +188,11 @@ impl AutonomyPolicy {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            err(format!(
-                "cannot read: {e}. Every agent needs an autonomy policy next to the plugin policies; the smallest safe one is `mode = \"approve\"` and `version = \"1\"` (every change waits for a human); policies/autonomy.toml in the repository is a full example"
-            ))
+        let text = crate::files::read_text(path).map_err(|e| AutonomyError {
+            path: String::new(),
+            message: format!(
+                "{e}. Every agent needs an autonomy policy next to the plugin policies; the smallest safe one is `mode = \"approve\"` and `version = \"1\"` (every change waits for a human); policies/autonomy.toml in the repository is a full example"
+            ),
         })?;
         toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))
     }

@@ -84,6 +84,110 @@ pub struct Timings {
     pub total_ms: u128,
 }
 
+/// One log line per audited step an operator watches (`info`; a failed
+/// notification or a plugin fault at `error`): the same words as the report's
+/// timeline, so the log, the audit trail and the report never disagree.
+fn log_step(record: &crate::store::AuditRecord) {
+    let Some(line) = report::line(record) else {
+        return;
+    };
+    let incident = record.incident.as_deref().unwrap_or("-");
+    let failed = match record.kind.as_str() {
+        "notification" => record.body["ok"].as_bool() != Some(true),
+        "plugin-fault" => true,
+        _ => false,
+    };
+    if failed {
+        tracing::error!(incident, step = %record.kind, "{line}");
+    } else {
+        tracing::info!(incident, step = %record.kind, "{line}");
+    }
+}
+
+/// The secrets granted to loaded plugins that have no value: each such
+/// plugin will fail when it needs one (a notifier, a DNS API token).
+pub fn missing_secrets(
+    registry: &Registry,
+    secrets: &dyn crate::capability::secrets::SecretStore,
+) -> Vec<String> {
+    registry
+        .plugins()
+        .flat_map(|p| {
+            let names = p
+                .policy
+                .effective
+                .secrets
+                .as_ref()
+                .map(|g| g.names.clone())
+                .unwrap_or_default();
+            names
+                .into_iter()
+                .filter(|n| secrets.get(n).is_none())
+                .map(|n| {
+                    format!(
+                        "plugin `{}` is granted secret `{n}`, which has no value (set RUNWARDEN_SECRET_{})",
+                        p.name(),
+                        n.to_ascii_uppercase().replace(['-', '.'], "_")
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+impl Agent {
+    /// See [`check_runbook_actions`].
+    pub async fn check_runbook_actions(&self) -> Vec<String> {
+        check_runbook_actions(&self.registry, &self.runbooks).await
+    }
+}
+
+/// Every runbook action must name a loaded remediation plugin and one of
+/// its tools, or the rule can never act. Calls each tool plugin's
+/// `describe` (read-only, sandboxed). Returns one message per problem,
+/// naming the runbook's alert and rule.
+pub async fn check_runbook_actions(
+    registry: &Registry,
+    runbooks: &BTreeMap<String, Runbook>,
+) -> Vec<String> {
+    {
+        let mut problems = Vec::new();
+        let mut tools: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+        for rb in runbooks.values() {
+            for rule in &rb.rules {
+                let Some(action) = &rule.action else { continue };
+                let at = format!("runbook {} rule `{}`", rb.alert, rule.name);
+                if !tools.contains_key(&action.plugin) {
+                    let known = match registry.get(&action.plugin) {
+                        Some(p) => p
+                            .describe_tools(&registry.services)
+                            .await
+                            .result
+                            .ok()
+                            .map(|specs| specs.into_iter().map(|s| s.name).collect()),
+                        None => None,
+                    };
+                    tools.insert(action.plugin.clone(), known);
+                }
+                match tools.get(&action.plugin) {
+                    Some(Some(names)) if names.contains(&action.tool) => {}
+                    Some(Some(names)) => problems.push(format!(
+                        "{at}: plugin `{}` has no tool `{}` (it offers: {})",
+                        action.plugin,
+                        action.tool,
+                        names.join(", ")
+                    )),
+                    _ => problems.push(format!(
+                        "{at}: plugin `{}` is not loaded (no policy grants it, or it failed to load)",
+                        action.plugin
+                    )),
+                }
+            }
+        }
+        problems
+    }
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -96,9 +200,11 @@ impl Agent {
         kind: &str,
         body: serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.store
-            .append_audit(Some(incident), kind, &redact::redact_json(&body))
-            .map(drop)
+        let record = self
+            .store
+            .append_audit(Some(incident), kind, &redact::redact_json(&body))?;
+        log_step(&record);
+        Ok(())
     }
 
     /// Runs one incident, made of `alerts` (the first is the primary), to

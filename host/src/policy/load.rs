@@ -16,6 +16,9 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// A missing, special (FIFO, device, directory) or over-large file.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// The TOML did not parse or a value did not validate; `message` comes
     /// from the TOML parser and names the line, column and field.
     #[error("{path}: {message}")]
@@ -65,18 +68,14 @@ impl LoadedPolicy {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    std::fs::read(path).map_err(|source| PolicyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(crate::files::read_bytes(
+        path,
+        crate::files::MAX_COMPONENT_BYTES,
+    )?)
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PolicyError> {
-    let bytes = read(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| PolicyError::Parse {
-        path: path.to_path_buf(),
-        message: format!("not UTF-8: {e}"),
-    })?;
+    let text = crate::files::read_text(path)?;
     toml::from_str(&text).map_err(|e| PolicyError::Parse {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),

@@ -79,7 +79,7 @@ pub struct Trust(BTreeMap<String, Vec<VerifyingKey>>);
 
 impl Trust {
     pub fn load(path: &Path) -> Result<Trust, SignatureError> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+        let text = crate::files::read_text(path).map_err(|e| file_err(path, e.reason()))?;
         let file: TrustFile =
             toml::from_str(&text).map_err(|e| file_err(path, e.to_string().trim_end()))?;
         let mut trust = Trust::default();

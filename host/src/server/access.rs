@@ -83,8 +83,8 @@ impl Credential {
                 .map_err(|_| bad(format!("environment variable {var} is not set")))?,
             (None, None, Some(file)) => {
                 let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?
+                crate::files::read_text(&path)
+                    .map_err(|e| bad(e.to_string()))?
                     .trim()
                     .to_string()
             }
@@ -250,9 +250,9 @@ const DEFAULT_BURST: u32 = 1000;
 impl Access {
     /// Reads an access file; relative credential files are relative to it.
     pub fn load(path: &Path) -> Result<Access, AccessError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AccessError::File {
+        let text = crate::files::read_text(path).map_err(|e| AccessError::File {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: e.reason(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| match e {

@@ -32,6 +32,10 @@ pub struct Check {
     pub name: &'static str,
     pub ok: bool,
     pub detail: String,
+    /// A failed check that does not stop webhooks: the replica still takes
+    /// alerts, and `/readyz` says it is degraded and why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub degrades_only: bool,
 }
 
 impl Server {
@@ -40,8 +44,13 @@ impl Server {
         let store = self.agent.store.guard_state();
         let plugins = self.agent.registry.plugins().count();
         let leadership = &self.config.leadership;
+        let missing = crate::pipeline::missing_secrets(
+            &self.agent.registry,
+            self.agent.registry.services.secrets.as_ref(),
+        );
         vec![
             Check {
+                degrades_only: false,
                 name: "store",
                 ok: store.is_ok(),
                 detail: match store {
@@ -50,14 +59,26 @@ impl Server {
                 },
             },
             Check {
+                degrades_only: false,
                 name: "plugins",
                 ok: plugins > 0,
                 detail: format!("{plugins} loaded"),
             },
             Check {
+                degrades_only: false,
                 name: "leader",
                 ok: leadership.is_leader(),
                 detail: leadership.describe(),
+            },
+            Check {
+                degrades_only: true,
+                name: "secrets",
+                ok: missing.is_empty(),
+                detail: if missing.is_empty() {
+                    "every granted secret has a value".into()
+                } else {
+                    missing.join("; ")
+                },
             },
         ]
     }
@@ -104,7 +125,8 @@ impl Server {
 
 async fn readyz(State(s): State<Arc<Server>>) -> Response {
     let checks = s.readiness();
-    let ready = checks.iter().all(|c| c.ok);
+    let ready = checks.iter().all(|c| c.ok || c.degrades_only);
+    let degraded = checks.iter().any(|c| !c.ok);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -112,7 +134,7 @@ async fn readyz(State(s): State<Arc<Server>>) -> Response {
     };
     (
         status,
-        axum::Json(serde_json::json!({"ready": ready, "checks": checks})),
+        axum::Json(serde_json::json!({"ready": ready, "degraded": degraded, "checks": checks})),
     )
         .into_response()
 }

@@ -12,6 +12,10 @@ pub enum BackendError {
     Invalid(String),
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// The cluster itself refused (RBAC): the agent's own service account
+    /// may not do this, whatever the plugin's grant says.
+    #[error("the cluster refused: {0}")]
+    Forbidden(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -22,6 +26,7 @@ impl From<BackendError> for Error {
             BackendError::NotFound(_) | BackendError::Failed(_) => Error::Failed(e.to_string()),
             BackendError::Invalid(m) => Error::InvalidInput(m),
             BackendError::Unavailable(m) => Error::Unavailable(m),
+            BackendError::Forbidden(_) => Error::Denied(e.to_string()),
         }
     }
 }

@@ -16,6 +16,16 @@ use std::collections::BTreeMap;
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// The Deployment's own bookkeeping, which a rollback keeps (kubectl's
+/// `annotationsToSkip`); every other annotation comes from the ReplicaSet.
+const ANNOTATIONS_TO_SKIP: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
 
 pub struct KubeBackend {
     client: kube::Client,
@@ -80,6 +90,16 @@ pub(super) fn map_err(e: kube::Error, what: &str, ns: &str, name: &str) -> Backe
         }
         kube::Error::Api(resp) if resp.code == 422 || resp.code == 400 => {
             BackendError::Invalid(format!("{what} {ns}/{name}: {}", resp.message))
+        }
+        kube::Error::Api(resp) if resp.code == 401 || resp.code == 403 => BackendError::Forbidden(
+            format!("{what} {ns}/{name}: {} ({})", resp.message, resp.code),
+        ),
+        // A conflict, a rate limit or a server error: trying again may help.
+        kube::Error::Api(resp) if resp.code == 409 || resp.code == 429 || resp.code >= 500 => {
+            BackendError::Unavailable(format!(
+                "{what} {ns}/{name}: {} ({})",
+                resp.message, resp.code
+            ))
         }
         kube::Error::Api(resp) => BackendError::Failed(format!(
             "{what} {ns}/{name}: {} ({})",
@@ -297,11 +317,7 @@ impl ClusterBackend for KubeBackend {
     ) -> Result<Deployment, BackendError> {
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
         self.deployments(ns)
-            .patch_scale(
-                name,
-                &PatchParams::apply("runwarden"),
-                &Patch::Merge(&patch),
-            )
+            .patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| map_err(e, "deployment", ns, name))?;
         self.get_deployment(ns, name).await
@@ -327,6 +343,10 @@ impl ClusterBackend for KubeBackend {
                 "deployment {ns}/{name} has no revision to roll back to"
             ))
         })?;
+        // As `kubectl rollout undo` does it: a JSON patch replacing the pod
+        // template with the target ReplicaSet's (minus its hash label), and
+        // the annotations with the Deployment's own bookkeeping ones plus the
+        // ReplicaSet's others (its change-cause among them).
         let mut template = target
             .spec
             .as_ref()
@@ -335,9 +355,43 @@ impl ClusterBackend for KubeBackend {
         if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove("pod-template-hash");
         }
-        let patch = serde_json::json!({"spec": {"template": template}});
-        self.deployments(ns)
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        let mut annotations: BTreeMap<String, String> = d
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| ANNOTATIONS_TO_SKIP.contains(&k.as_str()))
+            .collect();
+        for (k, v) in target.metadata.annotations.clone().unwrap_or_default() {
+            if !ANNOTATIONS_TO_SKIP.contains(&k.as_str()) {
+                annotations.insert(k, v);
+            }
+        }
+        let patch = serde_json::json!([
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]);
+        let body = serde_json::to_vec(&patch).map_err(|e| BackendError::Failed(e.to_string()))?;
+        // Names go into the URL path: only what Kubernetes allows in one.
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 253
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        if !valid(ns) || !valid(name) {
+            return Err(BackendError::Invalid(format!(
+                "{ns}/{name} is not a valid namespace/name"
+            )));
+        }
+        let request =
+            http::Request::patch(format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))
+                .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+                .body(body)
+                .map_err(|e| BackendError::Failed(e.to_string()))?;
+        self.client
+            .request::<KDeployment>(request)
             .await
             .map_err(|e| map_err(e, "deployment", ns, name))?;
         self.get_deployment(ns, name).await
@@ -347,7 +401,8 @@ impl ClusterBackend for KubeBackend {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), ns);
         let mut deleted = 0;
         for name in names {
-            api.delete(name, &DeleteParams::default())
+            // As kubectl deletes: the dependents in the background.
+            api.delete(name, &DeleteParams::background())
                 .await
                 .map_err(|e| map_err(e, "pod", ns, name))?;
             deleted += 1;

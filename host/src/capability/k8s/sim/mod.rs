@@ -42,6 +42,8 @@ pub struct SimDeployment {
     pub replicas: u32,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     pub revision: u64,
     pub revisions: Vec<SimRevision>,
 }
@@ -179,6 +181,13 @@ impl SimulatedCluster {
         name: &str,
     ) -> Option<BTreeMap<String, String>> {
         let s = self.state.lock().ok()?;
+        if kind == "Deployment" {
+            return s
+                .deployments
+                .iter()
+                .find(|d| d.namespace == ns && d.name == name)
+                .map(|d| d.annotations.clone());
+        }
         s.objects
             .iter()
             .find(|o| o.kind == kind && o.namespace == ns && o.name == name)
@@ -554,15 +563,24 @@ impl ClusterBackend for SimulatedCluster {
         annotations: &[(String, String)],
     ) -> Result<(), BackendError> {
         let mut s = self.lock()?;
-        let obj = s
-            .objects
-            .iter_mut()
-            .find(|o| {
-                o.kind == target.kind && o.namespace == target.namespace && o.name == target.name
-            })
-            .ok_or_else(|| not_found(&target.kind, &target.namespace, &target.name))?;
+        let found = if target.kind == "Deployment" {
+            s.deployments
+                .iter_mut()
+                .find(|d| d.namespace == target.namespace && d.name == target.name)
+                .map(|d| &mut d.annotations)
+        } else {
+            s.objects
+                .iter_mut()
+                .find(|o| {
+                    o.kind == target.kind
+                        && o.namespace == target.namespace
+                        && o.name == target.name
+                })
+                .map(|o| &mut o.annotations)
+        };
+        let map = found.ok_or_else(|| not_found(&target.kind, &target.namespace, &target.name))?;
         for (k, v) in annotations {
-            obj.annotations.insert(k.clone(), v.clone());
+            map.insert(k.clone(), v.clone());
         }
         let (ns, kind, name) = (
             target.namespace.clone(),
