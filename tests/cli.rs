@@ -12,6 +12,18 @@ fn runwarden(args: &[&str]) -> (bool, String) {
     (out.status.success(), common::output_text(&out))
 }
 
+/// Like [`runwarden`], stdout alone (for JSON; logs go to stderr).
+fn runwarden_stdout(args: &[&str]) -> (bool, String) {
+    let out = common::runwarden_command()
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn the_shipped_policies_check_and_their_pins_match_the_built_plugins() {
     common::wasm("k8s_remediation");
@@ -223,7 +235,7 @@ fn invalid_arguments_are_rejected_before_anything_runs() {
 
 #[test]
 fn bench_runs_every_comparison_and_reports_ratios() {
-    let (ok, out) = runwarden(&[
+    let (ok, out) = runwarden_stdout(&[
         "bench",
         "--rounds",
         "1",
@@ -316,4 +328,140 @@ fn rbac_grants_exactly_the_granted_operations_per_namespace() {
         "{out}"
     );
     assert!(!out.contains("leases"), "no Lease role without --lease");
+}
+
+/// `policy check` over a copy of the shipped files, with `edit` applied.
+fn check_copy(edit: impl Fn(&std::path::Path)) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ws = common::workspace().canonicalize().expect("ws");
+    for sub in ["policies", "runbooks"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(ws.join(sub)).expect("read") {
+            let p = entry.expect("entry").path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&p)
+                    .expect("read")
+                    .replace("\"../", &format!("\"{}/", ws.display()));
+                std::fs::write(
+                    dir.path().join(sub).join(p.file_name().expect("name")),
+                    text,
+                )
+                .expect("write");
+            }
+        }
+    }
+    edit(dir.path());
+    let out = common::runwarden_command()
+        .args(["--policies"])
+        .arg(dir.path().join("policies"))
+        .args(["--runbooks"])
+        .arg(dir.path().join("runbooks"))
+        .args(["policy", "check"])
+        .output()
+        .expect("runs");
+    (out.status.success(), common::output_text(&out))
+}
+
+#[test]
+fn policy_check_validates_everything_the_agent_loads() {
+    let (ok, out) = check_copy(|_| {});
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok      autonomy") && out.contains("ok      runbooks"),
+        "{out}"
+    );
+
+    // An autonomy policy serve would refuse.
+    let (ok, out) = check_copy(|d| {
+        let p = d.join("policies/autonomy.toml");
+        let t = std::fs::read_to_string(&p).expect("read");
+        std::fs::write(&p, t.replace("mode = \"auto\"", "mode = \"automatic\"")).expect("write");
+    });
+    assert!(!ok);
+    assert!(
+        out.contains("autonomy.toml") && out.contains("line") && out.contains("automatic"),
+        "{out}"
+    );
+
+    // A runbook whose action names a tool nobody offers.
+    let (ok, out) = check_copy(|d| {
+        std::fs::write(
+            d.join("runbooks/typo.toml"),
+            "alert = \"Typo\"\ntitle = \"t\"\n\n[[rule]]\nname = \"r\"\nhypothesis = \"h\"\nconfidence = \"high\"\naction = { plugin = \"k8s-remediation\", tool = \"rollback_deploymnet\", arguments = {} }\n",
+        )
+        .expect("write");
+    });
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "runbook Typo rule `r`: plugin `k8s-remediation` has no tool `rollback_deploymnet`"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_fifo_given_as_a_policy_is_refused_at_once() {
+    let started = std::time::Instant::now();
+    let (ok, out) = check_copy(|d| {
+        let fifo = d.join("policies/stuck.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+    });
+    assert!(!ok);
+    assert!(
+        out.contains("stuck.toml: is a FIFO, not a regular file"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "it did not hang"
+    );
+}
+
+#[test]
+fn inspect_shows_config_origins_and_signature_status() {
+    let (ok, out) = runwarden(&["plugin", "inspect", "policies/dns-failover.toml"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("signature   not required by this policy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("target.pay.example.com = \"198.51.100.20\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("origin     https://api.cloudflare.com"),
+        "{out}"
+    );
+    assert!(out.contains("(what the host enforces)"), "{out}");
+}
+
+#[test]
+fn the_demo_runs_from_any_directory_and_its_results_are_found() {
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| {
+        let out = common::runwarden_command()
+            .current_dir(elsewhere.path())
+            .args(args)
+            .output()
+            .expect("runs");
+        (out.status.success(), common::output_text(&out))
+    };
+    let (ok, out) = run(&["demo"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("not found here: using"), "{out}");
+    let report = elsewhere.path().join(".runwarden/demo/INC-1.md");
+    assert!(report.is_file(), "{out}");
+    let (_, out) = run(&["incidents"]);
+    assert!(
+        out.contains("the demo's incidents are in .runwarden/demo"),
+        "{out}"
+    );
+    let (ok, out) = run(&["--data-dir", ".runwarden/demo", "audit", "show", "INC-1"]);
+    assert!(ok && out.contains("verified recovery"), "{out}");
 }

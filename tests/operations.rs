@@ -168,7 +168,14 @@ async fn probes_report_liveness_and_each_readiness_check() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["store", "plugins", "leader"]);
+    assert_eq!(names, ["store", "plugins", "leader", "secrets"]);
+    // The shipped notifiers are granted secrets this world has no value
+    // for: still ready (webhooks keep flowing), but degraded, and why.
+    assert_eq!(v["degraded"], true, "{body}");
+    assert!(
+        body.contains("plugin `pagerduty` is granted secret `pagerduty-routing-key`, which has no value (set RUNWARDEN_SECRET_PAGERDUTY_ROUTING_KEY)"),
+        "{body}"
+    );
 
     // A standby is alive but not ready, and says why.
     let base = start(

@@ -70,6 +70,14 @@ fn policy_dir(dir: &Path, max_replicas: u32) {
         ),
     )
     .unwrap();
+    // What every agent loads beside the plugin policies (`policy check`
+    // validates them too).
+    std::fs::write(
+        dir.join("policies/autonomy.toml"),
+        "mode = \"approve\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
 }
 
 fn sign(dir: &Path, key: &str) -> (i32, String) {

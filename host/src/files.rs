@@ -78,6 +78,17 @@ fn reason(e: &std::io::Error) -> String {
     }
 }
 
+/// A directory that could not be listed.
+pub fn unreadable_dir(path: &Path, e: &std::io::Error) -> FileError {
+    FileError::Unreadable {
+        path: path.display().to_string(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such directory".into(),
+            _ => reason(e),
+        },
+    }
+}
+
 /// The bytes of a regular file of at most `limit` bytes.
 pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     let shown = path.display().to_string();

@@ -470,7 +470,10 @@ pub fn render(r: &Report) -> String {
             };
             let requested = match (&rq, cap) {
                 // The author asks for HTTP; which origins is the operator's.
-                (Some(v), Capability::Http) if v.as_object().is_some_and(|m| m.is_empty()) => {
+                (Some(v), Capability::Http)
+                    if v.as_object()
+                        .is_some_and(|m| m.values().all(|x| x.is_null())) =>
+                {
                     "yes (which origins is the operator's grant)".to_string()
                 }
                 _ => show(&rq),

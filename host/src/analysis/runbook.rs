@@ -119,11 +119,6 @@ mod opt_regex {
 pub enum RunbookError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     File(#[from] crate::files::FileError),
 }
@@ -131,10 +126,8 @@ pub enum RunbookError {
 /// Loads every runbook in a directory, keyed by alert name.
 pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Runbook>, RunbookError> {
     let mut out = BTreeMap::new();
-    let paths = crate::policy::load::toml_files(dir).map_err(|source| RunbookError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let paths =
+        crate::policy::load::toml_files(dir).map_err(|e| crate::files::unreadable_dir(dir, &e))?;
     for path in paths {
         let text = crate::files::read_text(&path)?;
         let rb = parse(&text).map_err(|message| RunbookError::Parse {

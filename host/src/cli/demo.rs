@@ -110,6 +110,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let report = agent.store.report(&outcome.incident)?;
     println!("{report}");
     let report_file = data.join(format!("{}.md", outcome.incident));
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     std::fs::write(&report_file, &report)
         .with_context(|| format!("writing {}", report_file.display()))?;
     let verified = agent.store.verify_audit()?;
