@@ -573,10 +573,8 @@ async fn approve_with_server_runs_in_the_agent_under_the_tokens_identity() {
     )
     .unwrap();
     let mut agent = common::process::serve(root);
-    // 16 minutes after the demo cluster's bad rollout.
-    let starts_at = chrono::DateTime::from_timestamp_millis(common::agent::ALERT_AT_MS)
-        .unwrap()
-        .to_rfc3339();
+    // `serve --cluster sim` anchors the demo cluster to now: the alert is live.
+    let starts_at = chrono::Utc::now().to_rfc3339();
     let alert = json!({
         "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
         "alerts": [{"status": "firing", "fingerprint": "apr1",

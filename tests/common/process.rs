@@ -12,8 +12,17 @@ pub struct Agent {
 
 /// Starts `runwarden serve` and waits until it listens. The caller kills
 /// and waits for it; a failing test leaves it to the test harness's exit.
-#[allow(clippy::zombie_processes)]
 pub fn serve(root: &Path) -> Agent {
+    serve_with(
+        root,
+        &["--access", "access.toml", "--insecure-local-webhooks"],
+    )
+}
+
+/// `runwarden serve` in `root` (its `policies`, `runbooks`, `data`) with
+/// these extra arguments.
+#[allow(clippy::zombie_processes)]
+pub fn serve_with(root: &Path, extra: &[&str]) -> Agent {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runwarden"))
         .args([
             "--policies",
@@ -26,7 +35,7 @@ pub fn serve(root: &Path) -> Agent {
         .args(["--cache-dir"])
         .arg(super::workspace().join("target/runwarden-test-cache"))
         .args(["serve", "--listen", "127.0.0.1:0", "--group-wait-ms", "0"])
-        .args(["--access", "access.toml", "--insecure-local-webhooks"])
+        .args(extra)
         .current_dir(root)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -74,7 +74,8 @@ pub struct Cli {
     /// without it, SQLite in --data-dir.
     #[arg(long, global = true, env = "RUNWARDEN_STORE", hide_env_values = true)]
     store: Option<String>,
-    /// Cluster backend: "sim" (the embedded demo cluster), "sim:FILE" (a
+    /// Cluster backend: "sim" (the embedded demo cluster, its bad rollout
+    /// 16 minutes before the process started), "sim:FILE" (a
     /// simulated cluster from a JSON state file) or "kube" (a real cluster via
     /// KUBECONFIG or the in-cluster service account).
     #[arg(long, global = true, default_value = "sim", env = "RUNWARDEN_CLUSTER")]
@@ -244,7 +245,8 @@ impl Cli {
     ) -> anyhow::Result<(Arc<dyn ClusterBackend>, Option<Arc<SimulatedCluster>>)> {
         match self.cluster.as_str() {
             "sim" => {
-                let sim = Arc::new(SimulatedCluster::demo());
+                // Anchored to now, so a live alert meets a recent rollout.
+                let sim = Arc::new(SimulatedCluster::demo_now());
                 Ok((sim.clone(), Some(sim)))
             }
             "kube" => Ok((Arc::new(KubeBackend::connect().await?), None)),

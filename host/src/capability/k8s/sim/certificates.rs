@@ -43,6 +43,17 @@ pub struct SimCertificate {
     pub issuance_fails: Option<String>,
 }
 
+impl SimCertificate {
+    pub(super) fn shift_times(&mut self, delta_ms: i64) {
+        for t in [&mut self.not_after, &mut self.renewal_time]
+            .into_iter()
+            .flatten()
+        {
+            *t += delta_ms;
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

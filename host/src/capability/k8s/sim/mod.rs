@@ -114,6 +114,26 @@ pub struct SimObject {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The moment the demo state describes: its alert's `startsAt`.
+pub const DEMO_PRESENT_MS: i64 = 1_795_760_960_000;
+
+impl ClusterState {
+    /// Moves every absolute time by `delta_ms`.
+    pub fn shift_times(&mut self, delta_ms: i64) {
+        for d in &mut self.deployments {
+            for r in &mut d.revisions {
+                r.created_at += delta_ms;
+            }
+        }
+        for e in &mut self.events {
+            e.last_seen += delta_ms;
+        }
+        for c in &mut self.certificates {
+            c.shift_times(delta_ms);
+        }
+    }
+}
+
 /// The simulated cluster. Every operation takes the one lock briefly.
 pub struct SimulatedCluster {
     state: Mutex<ClusterState>,
@@ -137,6 +157,18 @@ impl SimulatedCluster {
         // The embedded file is checked by a unit test; an empty cluster is the
         // only sane fallback and keeps this constructor infallible.
         Self::new(serde_json::from_str(DEMO_STATE).unwrap_or_default())
+    }
+
+    /// The demo cluster as of now: every time in it moved so that its
+    /// "present" — 16 minutes after the bad rollout, when the demo's alert
+    /// fires — is the moment it loads. A live alert (from a real
+    /// Alertmanager, now) then meets a rollout that is recent, as it would
+    /// in a cluster; `demo()` keeps the fixed times its embedded alert and
+    /// the scenarios were written against.
+    pub fn demo_now() -> Self {
+        let mut state: ClusterState = serde_json::from_str(DEMO_STATE).unwrap_or_default();
+        state.shift_times(now_ms() - DEMO_PRESENT_MS);
+        Self::new(state)
     }
 
     /// Parses a cluster state document.
