@@ -312,3 +312,86 @@ async fn api_server_failures_reach_the_plugin_as_typed_errors() {
         );
     }
 }
+
+async fn readyz(base: &str) -> (u16, String) {
+    common::http("GET", &format!("{base}/readyz"), &[], vec![]).await
+}
+
+async fn wait_ready(base: &str, within: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if readyz(base).await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_serve_processes_elect_one_leader_through_the_api_and_fail_over() {
+    let pki = Pki::new();
+    let api = KubeApi::start(&pki, TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    api.kubeconfig(&pki, false, &config);
+    let replica = |identity: &str| {
+        let s = common::agent::setup(|_, t| t);
+        std::fs::create_dir_all(s.dir.path().join("runbooks")).unwrap();
+        let agent = common::process::serve_env(
+            s.dir.path(),
+            &[
+                "--cluster",
+                "kube",
+                "--lease",
+                "payments/runwarden-leader",
+                "--identity",
+                identity,
+            ],
+            &[("KUBECONFIG", config.as_path())],
+        );
+        (s, agent)
+    };
+    let (_sa, mut a) = replica("a");
+    assert!(
+        wait_ready(&a.base, std::time::Duration::from_secs(20)).await,
+        "a never led: {:?}\n{:#?}",
+        a.stderr,
+        api.seen()
+            .iter()
+            .filter(|s| s.path().contains("lease"))
+            .take(6)
+            .collect::<Vec<_>>()
+    );
+    let (_sb, mut b) = replica("b");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, body) = readyz(&b.base).await;
+    assert_eq!(status, 503, "b must stand by while a leads: {body}");
+    assert!(body.contains("standby"), "{body}");
+    let writes: Vec<Seen> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.path().contains("/leases"))
+        .filter(|s| s.method == "PUT" || s.method == "POST")
+        .collect();
+    assert!(!writes.is_empty());
+    assert!(
+        writes
+            .iter()
+            .filter(|w| w.method == "PUT")
+            .all(|w| w.body["metadata"]["resourceVersion"].is_string()),
+        "every renewal is conditional on the version read: {writes:#?}"
+    );
+
+    // The leader dies without a word; the standby takes over once the
+    // lease (15 s) runs out.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(
+        wait_ready(&b.base, std::time::Duration::from_secs(40)).await,
+        "b never took over: {:?}",
+        b.stderr
+    );
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+}

@@ -50,6 +50,8 @@ struct State {
     replicasets: BTreeMap<(String, String), Vec<(u64, String)>>,
     /// (namespace, pod) → deployment.
     pods: BTreeMap<(String, String), String>,
+    /// (namespace, name) → (resourceVersion, spec).
+    leases: BTreeMap<(String, String), (u64, Value)>,
     seen: Vec<Seen>,
     failures: Vec<Failure>,
 }
@@ -639,6 +641,18 @@ async fn handle(
                 ),
             }
         }
+        (
+            m,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                rest @ ..,
+            ],
+        ) => lease(&mut s, m, ns, rest.first().copied(), &body),
         ("GET", ["api", "v1", "namespaces", _, "events"]) => respond(
             200,
             &json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": []}),
@@ -651,5 +665,77 @@ async fn handle(
                 &format!("the server could not find the requested resource ({method} {path})"),
             ),
         ),
+    }
+}
+
+fn lease_json(ns: &str, name: &str, version: u64, spec: &Value) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+           "metadata": {"name": name, "namespace": ns, "resourceVersion": version.to_string()},
+           "spec": spec})
+}
+
+/// Leases as the API server keeps them: create refuses an existing name,
+/// replace refuses a stale resourceVersion (409), so of two writers racing
+/// on one version exactly one wins.
+fn lease(
+    s: &mut State,
+    method: &str,
+    ns: &str,
+    name: Option<&str>,
+    body: &Value,
+) -> Response<http_body_util::Full<bytes::Bytes>> {
+    let body_name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
+    match (method, name) {
+        ("GET", Some(name)) => match s.leases.get(&(ns.to_string(), name.to_string())) {
+            Some((v, spec)) => respond(200, &lease_json(ns, name, *v, spec)),
+            None => respond(
+                404,
+                &status(
+                    404,
+                    "NotFound",
+                    &format!("leases.coordination.k8s.io \"{name}\" not found"),
+                ),
+            ),
+        },
+        ("POST", None) => {
+            let key = (ns.to_string(), body_name.clone());
+            if s.leases.contains_key(&key) {
+                return respond(
+                    409,
+                    &status(
+                        409,
+                        "AlreadyExists",
+                        &format!("leases.coordination.k8s.io \"{body_name}\" already exists"),
+                    ),
+                );
+            }
+            s.leases.insert(key, (1, body["spec"].clone()));
+            respond(201, &lease_json(ns, &body_name, 1, &body["spec"]))
+        }
+        ("PUT", Some(name)) => {
+            let key = (ns.to_string(), name.to_string());
+            let sent: u64 = body["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            match s.leases.get_mut(&key) {
+                Some((v, spec)) if *v == sent => {
+                    *v += 1;
+                    *spec = body["spec"].clone();
+                    let (v, spec) = (*v, spec.clone());
+                    respond(200, &lease_json(ns, name, v, &spec))
+                }
+                Some(_) => respond(
+                    409,
+                    &status(
+                        409,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ),
+                ),
+                None => respond(404, &status(404, "NotFound", "not found")),
+            }
+        }
+        _ => respond(405, &status(405, "MethodNotAllowed", "not supported")),
     }
 }

@@ -21,9 +21,15 @@ pub fn serve(root: &Path) -> Agent {
 
 /// `runwarden serve` in `root` (its `policies`, `runbooks`, `data`) with
 /// these extra arguments.
-#[allow(clippy::zombie_processes)]
 pub fn serve_with(root: &Path, extra: &[&str]) -> Agent {
+    serve_env(root, extra, &[])
+}
+
+/// Like [`serve_with`], with environment variables (e.g. `KUBECONFIG`).
+#[allow(clippy::zombie_processes)]
+pub fn serve_env(root: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runwarden"))
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .args([
             "--policies",
             "policies",
