@@ -395,3 +395,53 @@ async fn two_serve_processes_elect_one_leader_through_the_api_and_fail_over() {
     b.child.kill().unwrap();
     b.child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_pod_the_service_account_files_are_used() {
+    let pki = Pki::new();
+    let api = KubeApi::start(&pki, TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sa = dir.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), TOKEN).unwrap();
+    std::fs::copy(pki.path("ca.crt"), sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("namespace"), "payments").unwrap();
+    let port = api.url.rsplit(':').next().unwrap().to_string();
+    // kube-rs reads the service account from a fixed path: give this one
+    // process a private /run with the files a kubelet would mount there.
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && cp {}/* /run/secrets/kubernetes.io/serviceaccount/ && exec \"$0\" \"$@\"",
+        sa.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .arg(env!("CARGO_BIN_EXE_runwarden"))
+        .args(["--cluster", "kube", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(args(&call(
+            "scale_deployment",
+            r#"{"namespace":"payments","name":"payment-api","replicas":2}"#,
+        )))
+        .current_dir(common::workspace())
+        .env_remove("KUBECONFIG")
+        .env("HOME", dir.path())
+        .env("USER", "alice")
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", &port)
+        .env(
+            "RUNWARDEN_CACHE_DIR",
+            common::workspace().join("target/runwarden-test-cache"),
+        )
+        .output()
+        .expect("unshare runs (util-linux)");
+    let text = common::output_text(&out);
+    assert!(
+        out.status.success(),
+        "needs `unshare -m` (root, as the test command runs): {text}"
+    );
+    assert_eq!(api.replicas("payments", "payment-api"), Some(2), "{text}");
+    assert!(
+        api.seen().iter().all(|s| !s.client_cert),
+        "authenticated by the service account's token"
+    );
+}

@@ -122,6 +122,19 @@ async fn an_alert_fired_with_amtool_now_is_resolved_like_the_demo() {
         "{trail}"
     );
     assert!(cli(&["audit", "verify"]).contains("hash chain verified"));
+    // An operator watching the server saw each phase, at info, by default.
+    let logged = agent.0.logged();
+    for phase in [
+        "alert: HighErrorRate",
+        "decision (runbook",
+        "executed rollback_deployment",
+        "verified recovery",
+    ] {
+        assert!(
+            logged.contains(phase) && logged.contains("INFO"),
+            "{phase} not logged:\n{logged}"
+        );
+    }
     let _ = agent.0.child.kill();
     let _ = agent.0.child.wait();
     agent.1 = true;

@@ -7,7 +7,17 @@ use std::process::{Child, Command, Stdio};
 pub struct Agent {
     pub child: Child,
     pub base: String,
+    /// What it logged until it listened.
     pub stderr: Vec<String>,
+    /// What it logged since (kept as it comes).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// Everything logged after start-up so far, one string.
+    pub fn logged(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
 }
 
 /// Starts `runwarden serve` and waits until it listens. The caller kills
@@ -58,11 +68,20 @@ pub fn serve_env(root: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
         if let Some(rest) = line.strip_prefix("runwarden serving on ") {
             let base = rest.split_whitespace().next().unwrap().to_string();
             // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = log.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if let Ok(mut l) = keep.lock() {
+                        l.push(line);
+                    }
+                }
+            });
             return Agent {
                 child,
                 base,
                 stderr,
+                log,
             };
         }
     }
