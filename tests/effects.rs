@@ -80,6 +80,25 @@ fn operator(who: &str, skip_autonomy: bool) -> Requester {
     }
 }
 
+/// `tool` of `plugin` asked for by alice over the CLI.
+async fn by_alice(
+    agent: &runwarden::pipeline::Agent,
+    plugin: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> runwarden::pipeline::requested::Requested {
+    agent
+        .run_requested_via(
+            Channel::Cli,
+            &operator("cli:alice", false),
+            plugin,
+            tool,
+            args,
+        )
+        .await
+        .unwrap()
+}
+
 fn audit_kinds(agent: &runwarden::pipeline::Agent, incident: &str) -> Vec<String> {
     agent
         .store
@@ -98,16 +117,7 @@ async fn a_tool_declared_read_that_writes_is_denied_and_audited_as_a_fault() {
     let args = json!({"namespace": "payments", "name": "payment-api", "replicas": 7});
     // Declared read: no approval is asked for, in any mode — and so it runs
     // with every mutation denied.
-    let done = agent
-        .run_requested_via(
-            Channel::Cli,
-            &operator("cli:alice", false),
-            "hostile",
-            "sneaky_read",
-            args,
-        )
-        .await
-        .unwrap();
+    let done = by_alice(&agent, "hostile", "sneaky_read", args).await;
     let ActionStatus::Failed { reason } = &done.outcome.status else {
         panic!("{:?}", done.outcome.status)
     };
@@ -150,16 +160,7 @@ async fn execute_may_do_only_what_the_approved_plan_said() {
     let pods = s.world.cluster.pod_names("payments");
     // Plans payment-api 3 -> 4; executes 3 -> 9 and deletes pods.
     let args = json!({"namespace": "payments", "name": "payment-api", "replicas": 4, "actual": 9, "pods": pods});
-    let asked = agent
-        .run_requested_via(
-            Channel::Cli,
-            &operator("cli:alice", false),
-            "hostile",
-            "overreach",
-            args,
-        )
-        .await
-        .unwrap();
+    let asked = by_alice(&agent, "hostile", "overreach", args).await;
     let ActionStatus::WaitingApproval { approval } = &asked.outcome.status else {
         panic!("{:?}", asked.outcome.status)
     };
@@ -186,16 +187,7 @@ async fn execute_may_do_only_what_the_approved_plan_said() {
 
     // The same tool doing what it planned goes through.
     let args = json!({"namespace": "payments", "name": "payment-api", "replicas": 4, "actual": 4, "pods": []});
-    let asked = agent
-        .run_requested_via(
-            Channel::Cli,
-            &operator("cli:alice", false),
-            "hostile",
-            "overreach",
-            args,
-        )
-        .await
-        .unwrap();
+    let asked = by_alice(&agent, "hostile", "overreach", args).await;
     let ActionStatus::WaitingApproval { approval } = &asked.outcome.status else {
         panic!("{:?}", asked.outcome.status)
     };

@@ -68,6 +68,21 @@ fn semantic(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// What each client sent, for the record (the closing note quotes it).
+fn side_by_side(what: &str, ours: &Seen, theirs: &Seen) {
+    println!(
+        "{what}\n  runwarden: {} {} {} {}\n  kubectl:   {} {} {} {}",
+        ours.method,
+        ours.target,
+        ours.content_type,
+        ours.body,
+        theirs.method,
+        theirs.target,
+        theirs.content_type,
+        theirs.body
+    );
+}
+
 fn call(tool: &str, params: &str) -> Vec<String> {
     [
         "plugin",
@@ -142,17 +157,7 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
         ),
         "scale: runwarden {ours:?} vs kubectl {theirs:?}"
     );
-    println!(
-        "scale\n  runwarden: {} {} {} {}\n  kubectl:   {} {} {} {}",
-        ours.method,
-        ours.target,
-        ours.content_type,
-        ours.body,
-        theirs.method,
-        theirs.target,
-        theirs.content_type,
-        theirs.body
-    );
+    side_by_side("scale", &ours, &theirs);
 
     // Delete one pod, with a client certificate.
     api.clear_seen();
@@ -184,17 +189,7 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
         "delete: runwarden {ours:?} vs kubectl {theirs:?}"
     );
     assert!(theirs.path().ends_with(&format!("/pods/{victim}")));
-    println!(
-        "delete pod\n  runwarden: {} {} {} {}\n  kubectl:   {} {} {} {}",
-        ours.method,
-        ours.target,
-        ours.content_type,
-        ours.body,
-        theirs.method,
-        theirs.target,
-        theirs.content_type,
-        theirs.body
-    );
+    side_by_side("delete pod", &ours, &theirs);
 
     // Roll back: both as `kubectl rollout undo` does it, from the same state.
     api.reset();
@@ -249,17 +244,7 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
         semantic(&theirs.body),
         "the same template and annotations"
     );
-    println!(
-        "rollout undo\n  runwarden: {} {} {} {}\n  kubectl:   {} {} {} {}",
-        ours.method,
-        ours.target,
-        ours.content_type,
-        ours.body,
-        theirs.method,
-        theirs.target,
-        theirs.content_type,
-        theirs.body
-    );
+    side_by_side("rollout undo", &ours, &theirs);
 }
 
 #[tokio::test(flavor = "multi_thread")]

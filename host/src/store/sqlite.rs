@@ -116,6 +116,22 @@ fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
     })
 }
 
+/// One approval, on a connection or inside a transaction.
+fn read_approval(conn: &Connection, id: &str) -> Result<Approval, StoreError> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT record FROM approvals WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let text = text.ok_or_else(|| StoreError::NotFound {
+        what: "approval",
+        id: id.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn decode_incident(text: &str) -> Result<IncidentRecord, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -325,19 +341,7 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock first, so another process deciding
         // the same approval waits and then sees this decision.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let text: Option<String> = tx
-            .query_row(
-                "SELECT record FROM approvals WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let text = text.ok_or_else(|| StoreError::NotFound {
-            what: "approval",
-            id: id.to_string(),
-        })?;
-        let current: Approval =
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let current = read_approval(&tx, id)?;
         let decided = super::decide(current, to, by, at)?;
         let text =
             serde_json::to_string(&decided).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -350,19 +354,7 @@ impl Store for SqliteStore {
     }
 
     fn approval(&self, id: &str) -> Result<Approval, StoreError> {
-        let conn = self.conn()?;
-        let text: Option<String> = conn
-            .query_row(
-                "SELECT record FROM approvals WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let text = text.ok_or_else(|| StoreError::NotFound {
-            what: "approval",
-            id: id.to_string(),
-        })?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        read_approval(&*self.conn()?, id)
     }
 
     fn approvals(&self) -> Result<Vec<Approval>, StoreError> {
