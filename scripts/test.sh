@@ -26,5 +26,12 @@ fi
 ./scripts/build-plugins.sh
 ./scripts/build-polyglot-plugins.sh   # Python (componentize-py) and JavaScript (componentize-js) examples
 cargo test --locked
+# The Kubernetes scenarios against a real kube-apiserver + etcd, wherever
+# their binaries exist (envtest's convention); said plainly when not.
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+  cargo test --locked -p runwarden --test kube_real -- --ignored
+else
+  echo "real-cluster suite (tests/kube_real.rs): not run: no API server (set KUBEBUILDER_ASSETS to a folder with kube-apiserver and etcd)"
+fi
 ./scripts/validate-deploy.sh
 ./scripts/test-llm.sh
