@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod kubeapi;
+pub mod pki;
 pub mod process;
 
 use runwarden::capability::k8s::sim::SimulatedCluster;

@@ -6,6 +6,7 @@ use super::autonomy::{AutonomyPolicy, Mode};
 use super::guard::{self, StepVerdict, TakenAction, Verdict};
 use super::planned::{self, PlanError, PlannedCall};
 use super::tier::{self, ResolvedTier};
+use super::trust;
 use super::{Agent, now_ms};
 use crate::analysis::provenance::{self, ArgumentProvenance};
 use crate::analysis::runbook::{self, Runbook};
@@ -234,12 +235,12 @@ async fn guard_then_act(
             if requester.identity.is_some() {
                 Verdict::Pass
             } else {
-                guard::scope(&planned.effects, &alert.labels, &policy.inventory)
+                trust::scope(&planned.effects, &alert.labels, &policy.inventory)
             },
         ),
         (
             "provenance",
-            guard::provenance(policy, &planned.effects, &out.provenance),
+            trust::provenance(policy, &planned.effects, &out.provenance),
         ),
     ];
     for (step, verdict) in checks {

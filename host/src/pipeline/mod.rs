@@ -14,6 +14,7 @@ pub mod redact;
 pub mod report;
 pub mod requested;
 pub mod tier;
+pub mod trust;
 
 use crate::analysis::runbook::{self, Runbook};
 use crate::analysis::{Decision, EvidenceItem};
