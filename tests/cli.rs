@@ -465,3 +465,18 @@ fn the_demo_runs_from_any_directory_and_its_results_are_found() {
     let (ok, out) = run(&["--data-dir", ".runwarden/demo", "audit", "show", "INC-1"]);
     assert!(ok && out.contains("verified recovery"), "{out}");
 }
+
+#[test]
+fn audit_verify_fails_on_a_missing_store_instead_of_creating_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("nowhere");
+    let (ok, out) = runwarden(&[
+        "--data-dir",
+        missing.to_str().expect("utf8"),
+        "audit",
+        "verify",
+    ]);
+    assert!(!ok);
+    assert!(out.contains("audit trail NOT FOUND"), "{out}");
+    assert!(!missing.exists(), "verify created nothing");
+}

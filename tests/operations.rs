@@ -352,3 +352,66 @@ fn json_logs_are_one_object_per_line() {
     let said = String::from_utf8_lossy(&bad.stderr);
     assert!(said.contains("possible values: text, json"), "{said}");
 }
+
+/// Polls the store until `n` incidents exist and none is still running.
+async fn settled(
+    agent: &runwarden::pipeline::Agent,
+    n: usize,
+) -> Vec<runwarden::store::IncidentRecord> {
+    use runwarden::store::IncidentState as S;
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = agent.store.incidents().unwrap();
+        if list.len() >= n
+            && list
+                .iter()
+                .all(|i| !matches!(i.state, S::Open | S::Remediating))
+        {
+            return list;
+        }
+        assert!(std::time::Instant::now() < until, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_whose_incident_is_over_opens_a_new_incident_when_it_fires_again() {
+    let s = setup(|_, t| t);
+    let agent = Arc::new(agent(&s));
+    let server = Server::new(agent.clone(), config(Leadership::single()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+
+    assert_eq!(post_alert(&base).await.0, 202);
+    let first = settled(&agent, 1).await;
+    assert_eq!(first[0].state, runwarden::store::IncidentState::Resolved);
+
+    // The same alert fires again: not filed under the resolved INC-1.
+    assert_eq!(post_alert(&base).await.0, 202);
+    let both = settled(&agent, 2).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    let kinds: Vec<String> = agent
+        .store
+        .audit(Some("INC-1"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(kinds.contains(&"recurrence".to_string()), "{kinds:?}");
+    assert!(!kinds.contains(&"alert-update".to_string()), "{kinds:?}");
+
+    // Resolved alerts free the group; a third firing opens INC-3.
+    let resolved = FIRING.replace("\"status\": \"firing\"", "\"status\": \"resolved\"");
+    let (status, _) = http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[],
+        resolved.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(post_alert(&base).await.0, 202);
+    let all = settled(&agent, 3).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+}

@@ -142,7 +142,7 @@ async fn bad_bodies_get_a_4xx_with_the_reason() {
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("version"), "{body}");
-    let (status, _) = http(
+    let (status, body) = http(
         "POST",
         &format!("{base}/webhooks/alertmanager"),
         &[],
@@ -150,6 +150,13 @@ async fn bad_bodies_get_a_4xx_with_the_reason() {
     )
     .await;
     assert_eq!(status, 413, "body over the limit");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error, like every other");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("byte limit")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,17 @@ fn store(cli: &Cli) -> anyhow::Result<std::sync::Arc<dyn Store>> {
 }
 
 pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
+    // A missing store is not an intact one: never create one to verify.
+    if let runwarden::store::StoreLocation::Sqlite(dir) = cli.store_location()? {
+        let db = dir.join("runwarden.db");
+        if !db.is_file() {
+            println!(
+                "audit trail NOT FOUND: {} does not exist (wrong --data-dir, or the store was removed)",
+                db.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let v = store(cli)?.verify_audit()?;
     match &v.broken {
         None => {

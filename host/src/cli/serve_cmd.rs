@@ -23,6 +23,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     group_by: Vec<String>,
+    /// Seconds after which a new firing of an escalated incident's group
+    /// opens a new incident (a resolved incident's group reopens at once).
+    #[arg(long, default_value_t = 300)]
+    refire_after_s: u64,
     /// Largest webhook body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -130,6 +134,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ..GroupingConfig::default()
         },
         max_body_bytes: args.max_body_bytes,
+        refire_after: std::time::Duration::from_secs(args.refire_after_s),
         access,
         ..ServeConfig::default()
     };

@@ -65,6 +65,10 @@ pub struct GuardState {
     pub history: Vec<TakenAction>,
     /// Set when the breaker trips; only a human resets it.
     pub breaker_tripped: Option<String>,
+    /// When a human last reset the breaker: actions before it no longer
+    /// count toward tripping it again.
+    #[serde(default)]
+    pub breaker_reset_at_ms: Option<i64>,
     /// An admin's switch of the autonomy mode (survives restarts; `None`:
     /// the policy file's mode).
     #[serde(default)]
@@ -244,10 +248,11 @@ pub fn circuit_breaker(policy: &AutonomyPolicy, state: &mut GuardState, now_ms: 
         ));
     }
     let window = i64::from(policy.guardrails.window_minutes) * 60_000;
+    let since_reset = state.breaker_reset_at_ms.unwrap_or(i64::MIN);
     let recent = state
         .history
         .iter()
-        .filter(|a| now_ms - a.at_ms < window)
+        .filter(|a| now_ms - a.at_ms < window && a.at_ms > since_reset)
         .count();
     if recent >= policy.guardrails.max_actions as usize {
         let why = format!(
@@ -517,6 +522,10 @@ auto_execute_if = {{ min_confidence = "high", max_risk = "medium", service_tiers
             matches!(circuit_breaker(&p, &mut st, 99 * 60_000), Verdict::Refuse(r) if r.contains("human")),
             "stays open"
         );
+        // A human resets it: what it counted no longer counts.
+        st.breaker_tripped = None;
+        st.breaker_reset_at_ms = Some(60_000);
+        assert_eq!(circuit_breaker(&p, &mut st, 61_000), Verdict::Pass);
     }
 
     #[test]

@@ -406,39 +406,58 @@ impl Agent {
     /// mutating actions at once). Persisted and audited; returns the mode
     /// that was in force.
     pub fn set_mode(&self, mode: autonomy::Mode, by: &str) -> Result<autonomy::Mode, StoreError> {
-        let was = self.autonomy_now().mode;
-        {
-            let mut g = self
-                .guard
-                .lock()
-                .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
-            g.mode_override = (mode != self.autonomy.mode).then_some(mode);
-        }
-        self.save_guard()?;
-        self.store.append_audit(
-            None,
-            "mode-change",
-            &serde_json::json!({"by": by, "from": was, "to": mode}),
-        )?;
-        Ok(was)
+        let policy_mode = self.autonomy.mode;
+        self.change_guard(
+            |g| {
+                let was = g.mode_override.unwrap_or(policy_mode);
+                g.mode_override = (mode != policy_mode).then_some(mode);
+                was
+            },
+            |was| {
+                (
+                    "mode-change",
+                    serde_json::json!({"by": by, "from": was, "to": mode}),
+                )
+            },
+        )
     }
 
-    /// A human closes the circuit breaker. Audited.
+    /// A human closes the circuit breaker, and the actions it counted no
+    /// longer count. Audited.
     pub fn reset_breaker(&self, by: &str) -> Result<Option<String>, StoreError> {
-        let was = {
-            let mut g = self
-                .guard
-                .lock()
-                .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
-            g.breaker_tripped.take()
-        };
-        self.save_guard()?;
-        self.store.append_audit(
-            None,
-            "breaker-reset",
-            &serde_json::json!({"by": by, "was": was}),
-        )?;
-        Ok(was)
+        let now = now_ms();
+        self.change_guard(
+            |g| {
+                g.breaker_reset_at_ms = Some(now);
+                g.breaker_tripped.take()
+            },
+            |was| ("breaker-reset", serde_json::json!({"by": by, "was": was})),
+        )
+    }
+
+    /// Changes the guard state and records it, together or not at all: the
+    /// new state is stored, then audited (on failure the old state is put
+    /// back), and only then takes effect. An error means nothing changed.
+    fn change_guard<T>(
+        &self,
+        change: impl FnOnce(&mut GuardState) -> T,
+        record: impl FnOnce(&T) -> (&'static str, serde_json::Value),
+    ) -> Result<T, StoreError> {
+        let mut current = self
+            .guard
+            .lock()
+            .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
+        let mut next = current.clone();
+        let out = change(&mut next);
+        let value = |g: &GuardState| serde_json::to_value(g).unwrap_or_default();
+        self.store.put_guard_state(&value(&next))?;
+        let (kind, body) = record(&out);
+        if let Err(e) = self.store.append_audit(None, kind, &body) {
+            let _ = self.store.put_guard_state(&value(&current));
+            return Err(e);
+        }
+        *current = next;
+        Ok(out)
     }
 
     /// The LLM planner when configured, with the runbook planner as the

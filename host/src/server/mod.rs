@@ -38,6 +38,9 @@ pub struct ServeConfig {
     /// leader stored and settles the incidents it left mid-action; a single
     /// replica does both at start, before it listens (`serve_cmd.rs`).
     pub leadership: crate::leader::Leadership,
+    /// An escalated (or interrupted) incident quiet for this long no longer
+    /// takes its group's new firings: they open a new incident.
+    pub refire_after: Duration,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +51,7 @@ impl Default for ServeConfig {
             access: Access::default(),
             flush_every: Duration::from_millis(500),
             leadership: crate::leader::Leadership::single(),
+            refire_after: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -171,12 +175,50 @@ impl Server {
         };
         for alert in alerts {
             let (name, fp, status) = (alert.name.clone(), alert.fingerprint.clone(), alert.status);
+            // A firing alert of a group whose incident is over starts a new
+            // incident (a recurrence), instead of being filed under the old.
+            let key = grouper.key_of(&alert);
+            if let Some(old) = grouper.group(&key).and_then(|g| g.incident.clone())
+                && status == crate::intake::Status::Firing
+                && self.incident_is_over(&old, now)
+            {
+                grouper.close(&key);
+                let body = serde_json::json!({"alertname": name, "fingerprint": fp, "recurrence": "a new incident opens for this group"});
+                if let Err(e) = self.agent.audit(&old, "recurrence", body) {
+                    tracing::error!("audit of a recurrence failed: {e}");
+                }
+            }
             if let Ingested::Incident { id, resolved } = grouper.ingest(alert, now) {
+                // Every alert of the group resolved: the group's slot is
+                // freed; a later firing opens a new incident.
+                if resolved {
+                    grouper.close(&key);
+                }
                 let body = serde_json::json!({"alertname": name, "fingerprint": fp, "status": status, "all_resolved": resolved});
                 if let Err(e) = self.agent.audit(&id, "alert-update", body) {
                     tracing::error!("audit of alert update failed: {e}");
                 }
             }
+        }
+    }
+
+    /// Whether a group's incident no longer takes its alerts: resolved, or
+    /// escalated/interrupted and quiet for `refire_after`. (An incident a
+    /// human still works on — open, remediating, waiting for approval —
+    /// keeps its group.)
+    fn incident_is_over(&self, id: &str, now_ms: i64) -> bool {
+        use crate::store::IncidentState as S;
+        let Ok(inc) = self.agent.store.incident(id) else {
+            return false;
+        };
+        let quiet = inc.closed_at.is_some_and(|c| {
+            now_ms - c.timestamp_millis()
+                >= i64::try_from(self.config.refire_after.as_millis()).unwrap_or(i64::MAX)
+        });
+        match inc.state {
+            S::Resolved => true,
+            S::Escalated | S::Interrupted => quiet,
+            S::Open | S::Remediating | S::WaitingApproval => false,
         }
     }
 

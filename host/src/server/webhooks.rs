@@ -19,6 +19,21 @@ pub fn routes(max_body: usize) -> Router<Arc<Server>> {
         .route("/webhooks/pagerduty", post(pagerduty_hook))
         .route("/webhooks/opsgenie", post(opsgenie_hook))
         .layer(DefaultBodyLimit::max(max_body))
+        // One error shape everywhere: the body limit's 413 as JSON too.
+        .layer(axum::middleware::map_response(
+            move |r: Response| async move {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the body is over the {max_body}-byte limit (serve --max-body-bytes)"
+                        ),
+                    )
+                } else {
+                    r
+                }
+            },
+        ))
 }
 
 fn json_error(status: StatusCode, message: String) -> Response {
