@@ -147,3 +147,54 @@ async fn a_kill_between_intent_and_result_leaves_an_interrupted_incident_and_no_
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// Killed while gathering context or deciding (no action started): at the
+/// next start the incident is marked interrupted, audited, reported and
+/// escalated — never left open. An incident that finished open (observe
+/// mode: it has its report) is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incident_cut_off_before_any_action_is_settled_at_start() {
+    use runwarden::store::{IncidentRecord, IncidentState};
+    let s = setup(|_, t| t);
+    let agent = common::agent::agent(&s);
+    let open = |id: &str| IncidentRecord {
+        id: id.into(),
+        title: "HighErrorRate on payment-api".into(),
+        service: Some("payment-api".into()),
+        namespace: Some("payments".into()),
+        state: IncidentState::Open,
+        opened_at: chrono::Utc::now(),
+        closed_at: None,
+        detail: serde_json::json!({}),
+        summary: "HighErrorRate payment-api".into(),
+    };
+    agent.store.put_incident(&open("INC-7")).unwrap();
+    agent.store.put_incident(&open("INC-8")).unwrap();
+    agent
+        .store
+        .put_report("INC-8", "# INC-8, observed\n")
+        .unwrap();
+    let marked = agent.recover_interrupted().await.unwrap();
+    assert_eq!(marked, ["INC-7"]);
+    let inc = agent.store.incident("INC-7").unwrap();
+    assert_eq!(inc.state, IncidentState::Interrupted);
+    let kinds: Vec<String> = agent
+        .store
+        .audit(Some("INC-7"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(kinds.contains(&"interrupted".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"notification".to_string()),
+        "escalated: {kinds:?}"
+    );
+    assert!(agent.store.report("INC-7").is_ok());
+    assert_eq!(
+        agent.store.incident("INC-8").unwrap().state,
+        IncidentState::Open
+    );
+    // Settled once: a second start finds nothing.
+    assert!(agent.recover_interrupted().await.unwrap().is_empty());
+}

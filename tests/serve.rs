@@ -378,3 +378,35 @@ async fn a_flood_is_shed_with_429_and_accepted_alerts_are_kept() {
         "every accepted alert is kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unauthenticated_flood_cannot_spend_the_valid_senders_rate_budget() {
+    let s = setup(|_, t| t);
+    let config = alertmanager_needs(WebhookAuth::authorization(AM_AUTH.1).with_rate(0.01, 3));
+    let (base, _server) = start(&s, config).await;
+    for _ in 0..20 {
+        let (status, _) = http(
+            "POST",
+            &format!("{base}/webhooks/alertmanager"),
+            &[("authorization", "Bearer not-the-token-at-all")],
+            FIRING.into(),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    // The real sender still has its whole burst.
+    let (status, body) = http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[AM_AUTH],
+        FIRING.into(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let counters = intake_counters(&base).await;
+    assert_eq!(counters["alertmanager"]["unauthorized"], 20, "{counters}");
+    assert!(
+        counters["alertmanager"]["shed"].as_u64().unwrap_or(0) == 0,
+        "{counters}"
+    );
+}

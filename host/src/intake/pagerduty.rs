@@ -45,29 +45,51 @@ struct Reference {
 /// Checks `X-PagerDuty-Signature`: one or more comma-separated `v1=<hex>`
 /// values, any of which may match HMAC-SHA256(body, secret). Several appear
 /// while a secret is being rotated. Comparison is constant-time.
+/// Most `v1=` entries one delivery may carry (PagerDuty sends more than one
+/// only while a signing secret rotates), and the longest header: a forged
+/// request cannot buy one HMAC per entry.
+const MAX_SIGNATURES: usize = 8;
+const MAX_HEADER_BYTES: usize = 2048;
+
 pub fn verify_signature(body: &[u8], header: &str, secret: &[u8]) -> Result<(), IntakeError> {
-    let mut saw_v1 = false;
-    for part in header.split(',') {
-        let Some(hex_sig) = part.trim().strip_prefix("v1=") else {
-            continue;
-        };
-        saw_v1 = true;
-        let Ok(sig) = hex::decode(hex_sig) else {
-            continue;
-        };
-        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
-            return Err(IntakeError::Signature("unusable secret".into()));
-        };
-        mac.update(body);
-        if mac.verify_slice(&sig).is_ok() {
-            return Ok(());
-        }
+    use subtle::ConstantTimeEq as _;
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(IntakeError::Signature(format!(
+            "X-PagerDuty-Signature is {} bytes; at most {MAX_HEADER_BYTES}",
+            header.len()
+        )));
     }
-    Err(IntakeError::Signature(if saw_v1 {
-        "no v1 signature matches the body".into()
+    let signatures: Vec<&str> = header
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("v1="))
+        .collect();
+    if signatures.is_empty() {
+        return Err(IntakeError::Signature(
+            "no v1= signature in X-PagerDuty-Signature".into(),
+        ));
+    }
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(IntakeError::Signature(format!(
+            "{} v1 signatures; at most {MAX_SIGNATURES}",
+            signatures.len()
+        )));
+    }
+    // One HMAC over the body, however many entries there are.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return Err(IntakeError::Signature("unusable secret".into()));
+    };
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let matches = signatures.iter().any(|hex_sig| {
+        hex::decode(hex_sig).is_ok_and(|sig| bool::from(sig.as_slice().ct_eq(expected.as_slice())))
+    });
+    if matches {
+        Ok(())
     } else {
-        "no v1= signature in X-PagerDuty-Signature".into()
-    }))
+        Err(IntakeError::Signature(
+            "no v1 signature matches the body".into(),
+        ))
+    }
 }
 
 /// Parses a v3 webhook. Incident triggers and resolutions become alerts;
@@ -127,6 +149,24 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_signature_entries_is_refused_before_any_hmac() {
+        let many = vec!["v1=00"; 10_000].join(",");
+        let started = std::time::Instant::now();
+        let r = verify_signature(b"{}", &many, b"secret");
+        assert!(
+            matches!(&r, Err(IntakeError::Signature(m)) if m.contains("at most")),
+            "{r:?}"
+        );
+        let few = vec!["v1=00"; 9].join(",");
+        let r = verify_signature(b"{}", &few, b"secret");
+        assert!(
+            matches!(&r, Err(IntakeError::Signature(m)) if m.contains("at most 8")),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+    }
 
     const BODY: &str = r#"{"event":{"id":"01DEN4HPBQAJ4YE4GDXMOD3BWJ","event_type":"incident.triggered","resource_type":"incident","occurred_at":"2026-11-27T02:58:00.000Z","agent":null,"client":null,"data":{"id":"PGR0VU2","type":"incident","self":"https://api.pagerduty.com/incidents/PGR0VU2","html_url":"https://acme.pagerduty.com/incidents/PGR0VU2","number":2,"status":"triggered","title":"payment-api 5xx above 5%","service":{"id":"PF9KMXH","summary":"payment-api"},"urgency":"high","priority":{"summary":"P1"}}}}"#;
 

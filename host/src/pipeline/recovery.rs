@@ -76,6 +76,34 @@ impl Agent {
                 .await?;
             marked.push(action.incident);
         }
+        // Incidents the agent was still working on (gathering context,
+        // deciding) when it stopped: not finished — a finished one has its
+        // report — and never left open forever.
+        for mut incident in self.store.incidents()? {
+            let working = matches!(
+                incident.state,
+                IncidentState::Open | IncidentState::Remediating
+            );
+            if !working || marked.contains(&incident.id) || self.store.report(&incident.id).is_ok()
+            {
+                continue;
+            }
+            let reason = "the agent stopped while it handled this incident, before any action started; nothing was changed: look at it by hand".to_string();
+            self.audit(
+                &incident.id,
+                "interrupted",
+                serde_json::json!({"reason": reason, "state_was": incident.state}),
+            )?;
+            incident.state = IncidentState::Interrupted;
+            incident.closed_at = Some(chrono::Utc::now());
+            self.store.put_incident(&incident)?;
+            let report = super::report::render(&incident, &self.store.audit(Some(&incident.id))?);
+            self.store.put_report(&incident.id, &report)?;
+            let service = incident.service.clone().unwrap_or_default();
+            self.escalate(&incident.id, &incident.title, &service, &reason)
+                .await?;
+            marked.push(incident.id);
+        }
         Ok(marked)
     }
 }

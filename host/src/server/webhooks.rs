@@ -92,20 +92,15 @@ impl IntoResponse for NotAdmitted {
     }
 }
 
-/// Leadership, rate limit, then credentials, before the body is looked at.
+/// Leadership, credentials, then the rate limit, before the body is looked
+/// at: a sender without the credential is refused at once and never spends
+/// the valid sender's rate budget (so unauthenticated traffic cannot push
+/// Alertmanager's posts into 429).
 fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), NotAdmitted> {
     if !server.config.leadership.is_leader() {
         return Err(NotAdmitted::Standby);
     }
     let access = &server.config.access;
-    if let Some(auth) = access.webhook(source)
-        && !server
-            .limiter
-            .admit(source, auth, std::time::Instant::now())
-    {
-        server.intake.add(source, IntakeEvent::Shed, 1);
-        return Err(NotAdmitted::Shed(source));
-    }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     access
         .check_webhook(
@@ -117,7 +112,16 @@ fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), Not
             server.intake.add(source, IntakeEvent::Unauthorized, 1);
             tracing::warn!(source = source.name(), "webhook refused: {refusal}");
             NotAdmitted::Refused(refusal)
-        })
+        })?;
+    if let Some(auth) = access.webhook(source)
+        && !server
+            .limiter
+            .admit(source, auth, std::time::Instant::now())
+    {
+        server.intake.add(source, IntakeEvent::Shed, 1);
+        return Err(NotAdmitted::Shed(source));
+    }
+    Ok(())
 }
 
 fn accepted(
