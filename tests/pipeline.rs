@@ -284,3 +284,33 @@ async fn cooldowns_and_a_tripped_breaker_survive_a_restart_until_a_human_resets_
     assert!(kinds.contains(&"breaker-reset".to_string()));
     assert!(again.store.verify_audit().unwrap().ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_a_label_is_redacted_everywhere_it_is_stored() {
+    let s = setup(|_, t| t);
+    let agent = agent(&s);
+    let mut a = alert("HighErrorRate", "2");
+    a.labels
+        .insert("db_password".into(), "hunter2-hunter2-secret".into());
+    a.annotations.insert(
+        "description".into(),
+        "conn string AccountKey=bm90LWEtcmVhbC1rZXktYnV0LWxvbmc= failed".into(),
+    );
+    let out = agent.handle(&[a]).await.unwrap();
+    let incident = agent.store.incident(&out.incident).unwrap();
+    let stored = serde_json::to_string(&incident).unwrap();
+    assert!(!stored.contains("hunter2-hunter2-secret"), "{stored}");
+    let trail = serde_json::to_string(&agent.store.audit(Some(&out.incident)).unwrap()).unwrap();
+    assert!(!trail.contains("hunter2-hunter2-secret"), "audit trail");
+    assert!(!trail.contains("bm90LWEtcmVhbC1rZXk"), "audit trail");
+    let report = agent.store.report(&out.incident).unwrap();
+    assert!(!report.contains("hunter2-hunter2-secret"));
+    assert!(
+        agent
+            .store
+            .similar("hunter2", "none", 5)
+            .unwrap()
+            .is_empty(),
+        "not in the similar-incidents index"
+    );
+}

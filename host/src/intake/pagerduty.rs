@@ -159,7 +159,7 @@ mod tests {
             matches!(&r, Err(IntakeError::Signature(m)) if m.contains("at most")),
             "{r:?}"
         );
-        let few = vec!["v1=00"; 9].join(",");
+        let few = ["v1=00"; 9].join(",");
         let r = verify_signature(b"{}", &few, b"secret");
         assert!(
             matches!(&r, Err(IntakeError::Signature(m)) if m.contains("at most 8")),

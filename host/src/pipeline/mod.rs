@@ -241,16 +241,18 @@ impl Agent {
             opened_at: chrono::Utc::now(),
             closed_at: None,
             detail: serde_json::json!({"fingerprints": alerts.iter().map(|a| a.fingerprint.clone()).collect::<Vec<_>>()}),
-            summary: format!(
+            // Labels as key=value, redacted: a label named `db_password`
+            // must not reach the index, the API or the next prompt raw.
+            summary: redact::redact(&format!(
                 "{} {}",
                 primary.name,
                 primary
                     .labels
-                    .values()
-                    .cloned()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
                     .join(" ")
-            ),
+            )),
         };
         self.store.put_incident(&record)?;
         self.audit(&id, "alert", serde_json::json!({"alerts": alerts}))?;
@@ -329,7 +331,7 @@ impl Agent {
         if matches!(state, IncidentState::Resolved | IncidentState::Escalated) {
             record.closed_at = Some(chrono::Utc::now());
         }
-        record.summary = format!(
+        record.summary = redact::redact(&format!(
             "{} | {} | {}",
             record.summary,
             decision.hypothesis,
@@ -338,7 +340,7 @@ impl Agent {
                 .map(|a| a.summary())
                 .collect::<Vec<_>>()
                 .join("; ")
-        );
+        ));
         self.store.put_incident(&record)?;
         let report = report::render(&record, &self.store.audit(Some(&id))?);
         self.store.put_report(&id, &report)?;

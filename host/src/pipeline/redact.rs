@@ -12,12 +12,18 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             // key=value and key: value where the key names a secret
             // (the key may carry a prefix or suffix: aws_secret_access_key,
             // DB_PASSWORD, client_secret, x-api-token)
-            (r#"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|authorization|auth)[a-z0-9_.-]*)(\s*[:=]\s*|"\s*:\s*")(bearer\s+|basic\s+)?[^\s",;&]{4,}"#, "$1$2[REDACTED]"),
+            (r#"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key|private[_-]?key|credentials?|authorization|auth|sig)[a-z0-9_.-]*)(\s*[:=]\s*|"\s*:\s*")(bearer\s+|basic\s+)?[^\s",;&]{4,}"#, "$1$2[REDACTED]"),
             (r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*", "Bearer [REDACTED]"),
             (r"\bAKIA[0-9A-Z]{16}\b", "[REDACTED-AWS-KEY]"),
             (r"\bxox[abposr]-[A-Za-z0-9-]{8,}", "[REDACTED-SLACK-TOKEN]"),
             (r"\bgh[pousr]_[A-Za-z0-9]{20,}", "[REDACTED-GITHUB-TOKEN]"),
             (r"\bsk-[A-Za-z0-9_-]{16,}", "[REDACTED-API-KEY]"),
+            (r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", "[REDACTED-STRIPE-KEY]"),
+            (r"\bnpm_[A-Za-z0-9]{36}\b", "[REDACTED-NPM-TOKEN]"),
+            (r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", "[REDACTED-SENDGRID-KEY]"),
+            (r"\bgithub_pat_[A-Za-z0-9_]{22,}", "[REDACTED-GITHUB-TOKEN]"),
+            (r"\bglpat-[A-Za-z0-9_-]{20,}", "[REDACTED-GITLAB-TOKEN]"),
+            (r"\bAIza[0-9A-Za-z_-]{35}", "[REDACTED-GOOGLE-KEY]"),
             (r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "[REDACTED-JWT]"),
             (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----", "[REDACTED-PRIVATE-KEY]"),
             (r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/:@]+:[^\s/@]+@", "$1[REDACTED]@"),
@@ -28,9 +34,16 @@ fn patterns() -> &'static [(Regex, &'static str)] {
     })
 }
 
-/// Redacts secret-looking values in text.
+/// Characters that render as nothing and split a token so patterns miss it
+/// (zero-width space, joiners, word joiner, BOM, soft hyphen).
+const INVISIBLE: &[char] = &[
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}',
+];
+
+/// Redacts secret-looking values in text. Invisible characters are removed
+/// first, so a token split by one is still seen whole.
 pub fn redact(text: &str) -> String {
-    let mut out = text.to_string();
+    let mut out: String = text.chars().filter(|c| !INVISIBLE.contains(c)).collect();
     for (re, replacement) in patterns() {
         out = re.replace_all(&out, *replacement).into_owned();
     }
@@ -91,6 +104,12 @@ mod tests {
             "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             "export DB_PASSWORD=correct-horse-battery",
             "client_secret: Zm9vYmFyYmF6cXV4",
+            "DefaultEndpointsProtocol=https;AccountName=pay;AccountKey=bm90LWEtcmVhbC1rZXktYnV0LWxvbmc=;EndpointSuffix=core.windows.net",
+            "charge with sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "SENDGRID SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "token split ghp_abcdefghij\u{200B}klmnopqrstuvwxyz0123456789",
+            "key AIzaSyA1234567890abcdefghijklmnopqrstuv",
         ];
         let secrets = [
             "hunter2hunter2",
@@ -104,6 +123,12 @@ mod tests {
             "wJalrXUtnFEMI",
             "correct-horse",
             "Zm9vYmFyYmF6cXV4",
+            "bm90LWEtcmVhbC1rZXk",
+            "4eC39HqLyjWDarjtT1zdp7dc",
+            "npm_abcdefghij",
+            "SG.abcdefghij",
+            "ghp_abcdefghij",
+            "AIzaSyA1234567890",
         ];
         for (case, secret) in cases.iter().zip(secrets) {
             let r = redact(case);
