@@ -198,3 +198,68 @@ async fn an_incident_cut_off_before_any_action_is_settled_at_start() {
     // Settled once: a second start finds nothing.
     assert!(agent.recover_interrupted().await.unwrap().is_empty());
 }
+
+/// SIGTERM (a rolling update, `systemctl stop`) with an accepted alert still
+/// waiting for its group: the alert is handled, not dropped, and the
+/// process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_accepted_alerts_into_incidents_before_exiting() {
+    let s = setup(|_, t| t);
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("runbooks")).unwrap();
+    for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        root.join("access.toml"),
+        "[[api_token]]\nname = \"test\"\nrole = \"viewer\"\ntoken = { value = \"drain-viewer-token-0123\" }\n",
+    )
+    .unwrap();
+    // The group would wait a minute for siblings.
+    let mut agent = common::process::serve_with(
+        root,
+        &[
+            "--access",
+            "access.toml",
+            "--insecure-local-webhooks",
+            "--group-wait-ms",
+            "60000",
+        ],
+    );
+    let alert = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
+        "alerts": [{"status": "firing", "fingerprint": "drain1",
+            "labels": {"alertname": "HighErrorRate", "namespace": "payments", "service": "payment-api", "tier": "2"},
+            "annotations": {}, "startsAt": chrono::Utc::now().to_rfc3339(), "endsAt": "0001-01-01T00:00:00Z"}]
+    });
+    let (status, body) = common::http(
+        "POST",
+        &format!("{}/webhooks/alertmanager", agent.base),
+        &[("content-type", "application/json")],
+        alert.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let pid = agent.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let code = loop {
+        if let Some(code) = agent.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(code.success(), "{code:?}: {}", agent.logged());
+    assert!(agent.logged().contains("drained"), "{}", agent.logged());
+    let listed = kinds(&root.join("data"));
+    assert!(listed.contains(&"alert".to_string()), "{listed:?}");
+    assert!(listed.contains(&"decision".to_string()), "{listed:?}");
+}

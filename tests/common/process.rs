@@ -50,7 +50,12 @@ pub fn serve_env(root: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Agent {
         ])
         .args(["--cache-dir"])
         .arg(super::workspace().join("target/runwarden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--group-wait-ms", "0"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(if extra.contains(&"--group-wait-ms") {
+            &[][..]
+        } else {
+            &["--group-wait-ms", "0"][..]
+        })
         .args(extra)
         .current_dir(root)
         .stdout(Stdio::null())

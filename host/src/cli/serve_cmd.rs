@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// opens a new incident (a resolved incident's group reopens at once).
     #[arg(long, default_value_t = 300)]
     refire_after_s: u64,
+    /// On SIGTERM, how long in-flight incidents may take to finish.
+    #[arg(long, default_value_t = 30)]
+    drain_s: u64,
     /// Largest webhook body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -160,8 +163,11 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         listener.local_addr()?,
         cli.data_dir.display()
     );
-    let server = Server::new(Arc::new(agent), config).serve(listener);
-    match elector {
+    // SIGTERM drains: accepted alerts become incidents and the incidents in
+    // flight finish (up to --drain-s) before the process exits.
+    let drain = std::time::Duration::from_secs(args.drain_s);
+    let server = Server::new(Arc::new(agent), config).serve_until_signal(listener, drain);
+    let unfinished = match elector {
         None => server.await?,
         Some(stepped_down) => tokio::select! {
             served = server => served?,
@@ -169,6 +175,14 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 "lost the lease: exiting so that no action of this replica runs beside the new leader's"
             ),
         },
+    };
+    if unfinished > 0 {
+        tracing::error!(
+            unfinished,
+            "drain deadline passed with incidents still running; the next start marks them interrupted"
+        );
+        return Ok(ExitCode::FAILURE);
     }
+    tracing::info!("drained; exiting");
     Ok(ExitCode::SUCCESS)
 }

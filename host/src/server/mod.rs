@@ -64,6 +64,8 @@ pub struct Server {
     pub intake: IntakeCounters,
     /// `None` if the process could not install the recorder.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Incidents being handled right now (a drain waits for them).
+    inflight: std::sync::atomic::AtomicUsize,
 }
 
 /// What intake did, per source: deliveries accepted, alerts in them,
@@ -157,6 +159,7 @@ impl Server {
             metrics: crate::telemetry::install()
                 .inspect_err(|e| tracing::error!("{e}"))
                 .ok(),
+            inflight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -224,6 +227,16 @@ impl Server {
 
     /// Opens an incident for each due group; returns their ids.
     pub fn flush(self: &Arc<Self>) -> Vec<String> {
+        self.open_incidents(false)
+    }
+
+    /// Opens an incident for every group still waiting for its siblings
+    /// (a drain: accepted alerts are handled, not dropped).
+    pub fn flush_all(self: &Arc<Self>) -> Vec<String> {
+        self.open_incidents(true)
+    }
+
+    fn open_incidents(self: &Arc<Self>, all: bool) -> Vec<String> {
         // A standby holds no groups (its webhooks answer 503), and must not
         // act even if it did.
         if !self.config.leadership.is_leader() {
@@ -234,7 +247,7 @@ impl Server {
                 return vec![];
             };
             grouper
-                .due(now_ms())
+                .due(if all { i64::MAX } else { now_ms() })
                 .into_iter()
                 .filter_map(|k| {
                     grouper
@@ -257,6 +270,9 @@ impl Server {
             }
             opened.push(id.clone());
             let server = self.clone();
+            server
+                .inflight
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 match server.agent.handle_as(&id, &alerts).await {
                     Ok(out) => {
@@ -264,14 +280,17 @@ impl Server {
                     }
                     Err(e) => tracing::error!(incident = %id, "incident failed: {e}"),
                 }
+                server
+                    .inflight
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
         }
         opened
     }
 
-    /// Serves until the listener fails; the flusher (and the expiry of
-    /// unanswered approvals) runs alongside.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    /// The flusher (groups into incidents) and the expiry of unanswered
+    /// approvals, in the background.
+    fn spawn_background(self: &Arc<Self>) {
         let flusher = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(flusher.config.flush_every);
@@ -312,6 +331,65 @@ impl Server {
                 }
             }
         });
+    }
+
+    /// Serves until the listener fails; the flusher (and the expiry of
+    /// unanswered approvals) runs alongside.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.spawn_background();
         axum::serve(listener, self.router()).await
+    }
+
+    /// Like [`Server::serve`], until SIGTERM or SIGINT; then drains: no new
+    /// connections (senders retry), every accepted alert's group becomes an
+    /// incident now, and the incidents in flight finish, within `deadline`.
+    /// Returns how many incidents were still running at the deadline.
+    pub async fn serve_until_signal(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        deadline: Duration,
+    ) -> std::io::Result<usize> {
+        let server = self.clone();
+        self.spawn_background();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(terminated())
+            .await?;
+        tracing::warn!("signal received: draining (new connections refused)");
+        let opened = server.flush_all();
+        if !opened.is_empty() {
+            tracing::info!(incidents = ?opened, "accepted alerts opened as incidents before exit");
+        }
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            let n = server.inflight.load(std::sync::atomic::Ordering::SeqCst);
+            if n == 0 || std::time::Instant::now() >= until {
+                return Ok(n);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes and systemd send) or SIGINT.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
