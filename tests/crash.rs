@@ -199,13 +199,8 @@ async fn an_incident_cut_off_before_any_action_is_settled_at_start() {
     assert!(agent.recover_interrupted().await.unwrap().is_empty());
 }
 
-/// SIGTERM (a rolling update, `systemctl stop`) with an accepted alert still
-/// waiting for its group: the alert is handled, not dropped, and the
-/// process exits 0.
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_drains_accepted_alerts_into_incidents_before_exiting() {
-    let s = setup(|_, t| t);
-    let root = s.dir.path();
+/// `root` ready for `serve`: runbooks and an access file.
+fn serve_root(root: &Path) {
     std::fs::create_dir_all(root.join("runbooks")).unwrap();
     for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
         let p = entry.unwrap().path();
@@ -216,6 +211,76 @@ async fn sigterm_drains_accepted_alerts_into_incidents_before_exiting() {
         "[[api_token]]\nname = \"test\"\nrole = \"viewer\"\ntoken = { value = \"drain-viewer-token-0123\" }\n",
     )
     .unwrap();
+}
+
+/// A live demo alert, as Alertmanager posts it.
+fn live_alert(fingerprint: &str) -> Vec<u8> {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
+        "alerts": [{"status": "firing", "fingerprint": fingerprint,
+            "labels": {"alertname": "HighErrorRate", "namespace": "payments", "service": "payment-api", "tier": "2"},
+            "annotations": {}, "startsAt": chrono::Utc::now().to_rfc3339(), "endsAt": "0001-01-01T00:00:00Z"}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// SIGKILL while an accepted alert waits for its group: the alert was
+/// recorded before its 202, and the next start files it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_accepted_before_a_sigkill_becomes_an_incident_after_restart() {
+    let s = setup(|_, t| t);
+    let root = s.dir.path();
+    serve_root(root);
+    let waiting = [
+        "--access",
+        "access.toml",
+        "--insecure-local-webhooks",
+        "--group-wait-ms",
+        "60000",
+    ];
+    let mut first = common::process::serve_with(root, &waiting);
+    let (status, body) = common::http(
+        "POST",
+        &format!("{}/webhooks/alertmanager", first.base),
+        &[("content-type", "application/json")],
+        live_alert("kill1"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    first.child.kill().unwrap(); // SIGKILL, during group_wait
+    first.child.wait().unwrap();
+
+    let mut second = common::process::serve_with(
+        root,
+        &["--access", "access.toml", "--insecure-local-webhooks"],
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = kinds(&root.join("data"));
+        if listed.contains(&"decision".to_string()) {
+            break;
+        }
+        assert!(Instant::now() < until, "{listed:?}: {}", second.logged());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        second.logged().contains("filed again"),
+        "{}",
+        second.logged()
+    );
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+}
+
+/// SIGTERM (a rolling update, `systemctl stop`) with an accepted alert still
+/// waiting for its group: the alert is handled, not dropped, and the
+/// process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_accepted_alerts_into_incidents_before_exiting() {
+    let s = setup(|_, t| t);
+    let root = s.dir.path();
+    serve_root(root);
     // The group would wait a minute for siblings.
     let mut agent = common::process::serve_with(
         root,
@@ -227,17 +292,11 @@ async fn sigterm_drains_accepted_alerts_into_incidents_before_exiting() {
             "60000",
         ],
     );
-    let alert = serde_json::json!({
-        "version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{}",
-        "alerts": [{"status": "firing", "fingerprint": "drain1",
-            "labels": {"alertname": "HighErrorRate", "namespace": "payments", "service": "payment-api", "tier": "2"},
-            "annotations": {}, "startsAt": chrono::Utc::now().to_rfc3339(), "endsAt": "0001-01-01T00:00:00Z"}]
-    });
     let (status, body) = common::http(
         "POST",
         &format!("{}/webhooks/alertmanager", agent.base),
         &[("content-type", "application/json")],
-        alert.to_string().into_bytes(),
+        live_alert("drain1"),
     )
     .await;
     assert_eq!(status, 202, "{body}");

@@ -166,7 +166,18 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // SIGTERM drains: accepted alerts become incidents and the incidents in
     // flight finish (up to --drain-s) before the process exits.
     let drain = std::time::Duration::from_secs(args.drain_s);
-    let server = Server::new(Arc::new(agent), config).serve_until_signal(listener, drain);
+    let server = Server::new(Arc::new(agent), config);
+    if elector.is_none() {
+        // Accepted before a crash, never taken up by an incident: filed again.
+        let restored = server.restore_pending()?;
+        if restored > 0 {
+            tracing::warn!(
+                restored,
+                "alerts accepted before the last stop are filed again"
+            );
+        }
+    }
+    let server = server.serve_until_signal(listener, drain);
     let unfinished = match elector {
         None => server.await?,
         Some(stepped_down) => tokio::select! {

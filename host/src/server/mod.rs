@@ -20,6 +20,7 @@ use crate::incident::grouping::{Grouper, GroupingConfig, Ingested};
 use crate::intake::Alert;
 use crate::pipeline::Agent;
 use axum::Router;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -205,6 +206,49 @@ impl Server {
         }
     }
 
+    /// Files again every alert accepted (recorded before its 202) that no
+    /// incident took up — the process stopped during `group_wait`. Only the
+    /// last day's deliveries are considered. Returns how many were filed.
+    pub fn restore_pending(&self) -> Result<usize, crate::store::StoreError> {
+        let horizon = chrono::Utc::now() - chrono::Duration::hours(24);
+        let records =
+            self.agent
+                .store
+                .audit_of_kinds(&[webhooks::RECEIVED, "alert", "alert-update"])?;
+        // Latest delivery per fingerprint, and whether an incident took it
+        // up afterwards.
+        let mut pending: BTreeMap<String, Alert> = BTreeMap::new();
+        for r in records {
+            match r.kind.as_str() {
+                webhooks::RECEIVED if r.at >= horizon => {
+                    let alerts: Vec<Alert> =
+                        serde_json::from_value(r.body["alerts"].clone()).unwrap_or_default();
+                    for a in alerts {
+                        pending.insert(a.fingerprint.clone(), a);
+                    }
+                }
+                "alert" => {
+                    for a in r.body["alerts"].as_array().into_iter().flatten() {
+                        if let Some(fp) = a["fingerprint"].as_str() {
+                            pending.remove(fp);
+                        }
+                    }
+                }
+                "alert-update" => {
+                    if let Some(fp) = r.body["fingerprint"].as_str() {
+                        pending.remove(fp);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let n = pending.len();
+        if n > 0 {
+            self.accept(pending.into_values().collect());
+        }
+        Ok(n)
+    }
+
     /// Whether a group's incident no longer takes its alerts: resolved, or
     /// escalated/interrupted and quiet for `refire_after`. (An incident a
     /// human still works on — open, remediating, waiting for approval —
@@ -310,6 +354,14 @@ impl Server {
                             }
                         }
                         Err(e) => tracing::error!("recovery of interrupted incidents failed: {e}"),
+                    }
+                    match flusher.restore_pending() {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            restored = n,
+                            "alerts the previous leader accepted are filed again"
+                        ),
+                        Err(e) => tracing::error!("restoring accepted alerts failed: {e}"),
                     }
                     recovered = true;
                 }

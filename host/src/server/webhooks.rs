@@ -124,6 +124,9 @@ fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), Not
     Ok(())
 }
 
+/// The audit kind of a delivery's alerts, recorded before the 202.
+pub const RECEIVED: &str = "alert-received";
+
 fn accepted(
     server: &Server,
     source: Source,
@@ -131,6 +134,22 @@ fn accepted(
     truncated: u64,
 ) -> Response {
     let n = alerts.len();
+    // Durable before the 202: an accepted alert survives a crash during
+    // group_wait (`Server::restore_pending` files it again at start). A
+    // store that cannot write answers 503, so the sender retries.
+    let record = crate::pipeline::redact::redact_json(
+        &serde_json::json!({"source": source.name(), "alerts": alerts}),
+    );
+    if let Err(e) = server.agent.store.append_audit(None, RECEIVED, &record) {
+        tracing::error!(source = source.name(), "cannot record accepted alerts: {e}");
+        let mut resp = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the alerts could not be recorded ({e}); retry"),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return resp;
+    }
     server.intake.add(source, IntakeEvent::Accepted, 1);
     server.intake.add(source, IntakeEvent::Alerts, n as u64);
     server.accept(alerts);
