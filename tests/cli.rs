@@ -480,3 +480,42 @@ fn audit_verify_fails_on_a_missing_store_instead_of_creating_one() {
     assert!(out.contains("audit trail NOT FOUND"), "{out}");
     assert!(!missing.exists(), "verify created nothing");
 }
+
+#[test]
+fn a_human_closes_an_incident_once_nothing_is_pending() {
+    let data = tempfile::tempdir().expect("tmp");
+    let (ok, out) = operator(
+        data.path(),
+        "alice",
+        &[
+            "plugin",
+            "call",
+            "k8s-remediation",
+            "scale_deployment",
+            "--params",
+            r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
+        ],
+    );
+    assert!(ok && out.contains("waiting for approval APR-1"), "{out}");
+    let (ok, out) = operator(data.path(), "bob", &["close", "INC-1", "--reason", "dup"]);
+    assert!(!ok);
+    assert!(out.contains("decide its pending action"), "{out}");
+    let (ok, out) = operator(data.path(), "bob", &["deny", "APR-1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = operator(
+        data.path(),
+        "bob",
+        &["close", "INC-1", "--reason", "scaled by hand instead"],
+    );
+    assert!(ok, "{out}");
+    let (_, listed) = operator(data.path(), "bob", &["incidents"]);
+    assert!(
+        listed.contains("INC-1") && listed.contains("Resolved"),
+        "{listed}"
+    );
+    let (_, trail) = operator(data.path(), "bob", &["audit", "export"]);
+    assert!(
+        trail.contains("\"kind\":\"closed\"") && trail.contains("scaled by hand instead"),
+        "{trail}"
+    );
+}

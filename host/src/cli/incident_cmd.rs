@@ -253,6 +253,12 @@ pub async fn deny(cli: &Cli, id: &str, remote: &Remote) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn close(cli: &Cli, id: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    agent(cli).await?.close_incident(id, &operator(), reason)?;
+    println!("{id} closed: {reason}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn breaker(cli: &Cli, reset: bool) -> anyhow::Result<ExitCode> {
     let agent = agent(cli).await?;
     if reset {

@@ -108,6 +108,13 @@ enum Command {
     Report { incident: String },
     /// List incidents.
     Incidents,
+    /// Close an incident by hand (resolved, with the reason; audited). The
+    /// next firing of its alerts opens a new incident.
+    Close {
+        incident: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// List pending approvals (`--all` for decided ones too).
     Approvals {
         #[arg(long)]
@@ -197,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report { incident } => incident_cmd::report(&cli, incident),
         Command::Incidents => incident_cmd::incidents(&cli),
+        Command::Close { incident, reason } => incident_cmd::close(&cli, incident, reason).await,
         Command::Approvals { all } => incident_cmd::approvals(&cli, *all),
         Command::Approve { id, remote } => incident_cmd::approve(&cli, id, remote).await,
         Command::Deny { id, remote } => incident_cmd::deny(&cli, id, remote).await,

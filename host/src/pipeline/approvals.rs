@@ -247,6 +247,32 @@ impl Agent {
         self.set_incident_state(&a.incident, IncidentState::Escalated)
     }
 
+    /// A human closes an incident (resolved, with the reason), audited; the
+    /// next firing of its alerts opens a new incident. Refused for an
+    /// incident that is still being handled or waits for an approval.
+    pub fn close_incident(&self, id: &str, by: &str, reason: &str) -> Result<(), ApprovalError> {
+        let inc = self.store.incident(id)?;
+        if matches!(
+            inc.state,
+            IncidentState::Remediating | IncidentState::WaitingApproval
+        ) {
+            return Err(ApprovalError::Invalid {
+                id: id.into(),
+                reason: format!(
+                    "incident {id} is {:?}: decide its pending action (or wait for it) first",
+                    inc.state
+                ),
+            });
+        }
+        self.audit(
+            id,
+            "closed",
+            serde_json::json!({"by": by, "reason": reason, "state_was": inc.state}),
+        )?;
+        self.set_incident_state(id, IncidentState::Resolved)?;
+        Ok(())
+    }
+
     /// Closes or escalates an incident and stores its report.
     fn set_incident_state(&self, incident: &str, state: IncidentState) -> Result<(), StoreError> {
         let mut inc = self.store.incident(incident)?;

@@ -17,6 +17,7 @@ pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}/report", get(report))
+        .route("/api/incidents/{id}/close", post(close_incident))
         .route("/api/approvals", get(approvals))
         .route("/api/approvals/{id}/approve", post(approve))
         .route("/api/approvals/{id}/deny", post(deny))
@@ -114,6 +115,37 @@ async fn approve(
         Ok(outcome) => {
             axum::Json(serde_json::json!({"approved": id, "outcome": outcome})).into_response()
         }
+        Err(e) => error(approval_status(&e), e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Closing {
+    reason: String,
+}
+
+async fn close_incident(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&s, &headers, Role::Approver) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let closing: Closing = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"reason\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    match s.agent.close_incident(&id, &who, &closing.reason) {
+        Ok(()) => axum::Json(serde_json::json!({"closed": id})).into_response(),
         Err(e) => error(approval_status(&e), e),
     }
 }
