@@ -234,6 +234,24 @@ fn runwarden(kubeconfig: &Path, data: &Path, tool: &str, params: &str) -> (bool,
     (out.status.success(), common::output_text(&out))
 }
 
+/// One field of payment-api, read back with kubectl.
+fn deployment_field(kubeconfig: &Path, jsonpath: &str) -> String {
+    let (ok, out) = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "deploy",
+            "payment-api",
+            "-n",
+            "payments",
+            "-o",
+            &format!("jsonpath={{{jsonpath}}}"),
+        ],
+    );
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
 #[test]
 #[ignore = "needs a real kube-apiserver and etcd: set KUBEBUILDER_ASSETS (scripts/test.sh runs it then, and says 'not run: no API server' otherwise)"]
 fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
@@ -254,19 +272,7 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
         r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
     );
     assert!(ok, "{out}");
-    let (_, replicas) = kubectl(
-        k,
-        &[
-            "get",
-            "deploy",
-            "payment-api",
-            "-n",
-            "payments",
-            "-o",
-            "jsonpath={.spec.replicas}",
-        ],
-    );
-    assert_eq!(replicas.trim(), "5");
+    assert_eq!(deployment_field(k, ".spec.replicas"), "5");
 
     let (ok, out) = runwarden(
         k,
@@ -275,19 +281,10 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
         r#"{"namespace":"payments","name":"payment-api"}"#,
     );
     assert!(ok, "{out}");
-    let (_, image) = kubectl(
-        k,
-        &[
-            "get",
-            "deploy",
-            "payment-api",
-            "-n",
-            "payments",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
+    assert_eq!(
+        deployment_field(k, ".spec.template.spec.containers[0].image"),
+        "registry.example/payment-api:1.41.0"
     );
-    assert_eq!(image.trim(), "registry.example/payment-api:1.41.0");
 
     let (ok, out) = runwarden(
         k,
