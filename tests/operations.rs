@@ -415,3 +415,154 @@ async fn a_group_whose_incident_is_over_opens_a_new_incident_when_it_fires_again
     let all = settled(&agent, 3).await;
     assert_eq!(all.len(), 3, "{all:?}");
 }
+
+/// A store whose writes fail on demand (a full disk), reads untouched.
+struct FullDisk {
+    inner: Arc<dyn runwarden::store::Store>,
+    full: std::sync::atomic::AtomicBool,
+}
+
+mod full_disk {
+    use super::FullDisk;
+    use runwarden::store::*;
+    use std::sync::atomic::Ordering;
+
+    impl FullDisk {
+        fn write(&self) -> Result<(), StoreError> {
+            if self.full.load(Ordering::SeqCst) {
+                Err(StoreError::Db("database or disk is full (injected)".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Store for FullDisk {
+        fn next_incident_id(&self) -> Result<String, StoreError> {
+            self.write()?;
+            self.inner.next_incident_id()
+        }
+        fn put_incident(&self, i: &IncidentRecord) -> Result<(), StoreError> {
+            self.write()?;
+            self.inner.put_incident(i)
+        }
+        fn incident(&self, id: &str) -> Result<IncidentRecord, StoreError> {
+            self.inner.incident(id)
+        }
+        fn incidents(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+            self.inner.incidents()
+        }
+        fn similar(&self, t: &str, x: &str, n: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+            self.inner.similar(t, x, n)
+        }
+        fn incident_states(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+            self.inner.incident_states()
+        }
+        fn append_audit(
+            &self,
+            i: Option<&str>,
+            k: &str,
+            b: &serde_json::Value,
+        ) -> Result<AuditRecord, StoreError> {
+            self.write()?;
+            self.inner.append_audit(i, k, b)
+        }
+        fn audit(&self, i: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
+            self.inner.audit(i)
+        }
+        fn audit_of_kinds(&self, k: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
+            self.inner.audit_of_kinds(k)
+        }
+        fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+            self.inner.verify_audit()
+        }
+        fn probe_write(&self) -> Result<(), StoreError> {
+            self.write()?;
+            self.inner.probe_write()
+        }
+        fn next_approval_id(&self) -> Result<String, StoreError> {
+            self.write()?;
+            self.inner.next_approval_id()
+        }
+        fn insert_approval(&self, a: &Approval) -> Result<(), StoreError> {
+            self.write()?;
+            self.inner.insert_approval(a)
+        }
+        fn decide_approval(
+            &self,
+            id: &str,
+            to: ApprovalState,
+            by: &str,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Approval, StoreError> {
+            self.write()?;
+            self.inner.decide_approval(id, to, by, at)
+        }
+        fn approval(&self, id: &str) -> Result<Approval, StoreError> {
+            self.inner.approval(id)
+        }
+        fn approvals(&self) -> Result<Vec<Approval>, StoreError> {
+            self.inner.approvals()
+        }
+        fn guard_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+            self.inner.guard_state()
+        }
+        fn put_guard_state(&self, s: &serde_json::Value) -> Result<(), StoreError> {
+            self.write()?;
+            self.inner.put_guard_state(s)
+        }
+        fn put_report(&self, i: &str, m: &str) -> Result<(), StoreError> {
+            self.write()?;
+            self.inner.put_report(i, m)
+        }
+        fn report(&self, i: &str) -> Result<String, StoreError> {
+            self.inner.report(i)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_write_is_not_ready_loses_no_alert_and_changes_no_mode() {
+    let s = setup(|_, t| t);
+    let mut a = agent(&s);
+    let disk = Arc::new(FullDisk {
+        inner: a.store.clone(),
+        full: std::sync::atomic::AtomicBool::new(false),
+    });
+    a.store = disk.clone();
+    let mut cfg = config(Leadership::single());
+    cfg.access = cfg
+        .access
+        .with_token("admin", Role::Admin, "admin-token-12345");
+    let server = Server::new(Arc::new(a), cfg);
+    let agent = server.agent.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+    let admin = ("authorization", "Bearer admin-token-12345");
+
+    disk.full.store(true, Ordering::SeqCst);
+    let (status, body) = http("GET", &format!("{base}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk is full"), "{body}");
+    let (status, body) = post_alert(&base).await;
+    assert_eq!(status, 503, "never 202 for what cannot be kept: {body}");
+    let (status, _) = http(
+        "POST",
+        &format!("{base}/api/mode"),
+        &[admin],
+        br#"{"mode": "observe"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        agent.autonomy_now().mode,
+        runwarden::pipeline::autonomy::Mode::Auto,
+        "an error answer means nothing changed"
+    );
+
+    disk.full.store(false, Ordering::SeqCst);
+    let (status, body) = http("GET", &format!("{base}/readyz"), &[], vec![]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(post_alert(&base).await.0, 202);
+}

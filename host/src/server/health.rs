@@ -3,7 +3,7 @@
 //!
 //! Liveness says only that the process answers: restarting an agent because
 //! its database is slow would lose in-flight work. Readiness says whether
-//! this replica should receive webhooks: its store answers, at least one
+//! this replica should receive webhooks: its store takes a write, at least one
 //! plugin is loaded, and it holds the leadership when several replicas run.
 //! Both are open (kubelet probes carry no token) and reveal nothing but
 //! the names of failed checks. `/metrics` needs the viewer role: plugin
@@ -41,7 +41,7 @@ pub struct Check {
 impl Server {
     /// The readiness checks, in order.
     pub fn readiness(&self) -> Vec<Check> {
-        let store = self.agent.store.guard_state();
+        let store = self.agent.store.probe_write();
         let plugins = self.agent.registry.plugins().count();
         let leadership = &self.config.leadership;
         let missing = crate::pipeline::missing_secrets(
@@ -54,7 +54,7 @@ impl Server {
                 name: "store",
                 ok: store.is_ok(),
                 detail: match store {
-                    Ok(_) => "answers".into(),
+                    Ok(()) => "writes".into(),
                     Err(e) => e.to_string(),
                 },
             },

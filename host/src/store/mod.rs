@@ -199,6 +199,10 @@ pub trait Store: Send + Sync {
     fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError>;
     fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
 
+    /// One small write, for readiness: a replica whose store cannot write
+    /// (disk full, read-only, gone) must not take webhooks.
+    fn probe_write(&self) -> Result<(), StoreError>;
+
     /// A fresh approval id from the store's own counter (`APR-n`), unique
     /// across processes sharing the store.
     fn next_approval_id(&self) -> Result<String, StoreError>;

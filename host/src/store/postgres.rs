@@ -347,6 +347,17 @@ impl Store for PostgresStore {
         })
     }
 
+    fn probe_write(&self) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO counters(name, value) VALUES('readiness-probe', 1)
+                 ON CONFLICT(name) DO UPDATE SET value = counters.value + 1",
+                &[],
+            )?;
+            Ok(())
+        })
+    }
+
     fn next_approval_id(&self) -> Result<String, StoreError> {
         self.run(|c| {
             let row = c.query_one(

@@ -305,6 +305,14 @@ impl Store for SqliteStore {
         Ok(verify_rows(rows))
     }
 
+    fn probe_write(&self) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO counters(name, value) VALUES('readiness-probe', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            [],
+        )?;
+        Ok(())
+    }
+
     fn next_approval_id(&self) -> Result<String, StoreError> {
         let n: i64 = self.conn()?.query_row(
             "INSERT INTO counters(name, value) VALUES('approval', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
