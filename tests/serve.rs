@@ -184,6 +184,18 @@ async fn pagerduty_needs_a_valid_signature() {
     )
     .await;
     assert_eq!(status, 202, "{out}");
+    // The same signed delivery again (a replay): answered, not taken again.
+    let (status, out) = http(
+        "POST",
+        &format!("{base}/webhooks/pagerduty"),
+        &[("x-pagerduty-signature", &sig)],
+        body.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out.contains("\"duplicate\":\"E1\""), "{out}");
+    let counters = intake_counters(&base).await;
+    assert_eq!(counters["pagerduty"]["alerts"], 1, "{counters}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -92,6 +92,13 @@ pub fn verify_signature(body: &[u8], header: &str, secret: &[u8]) -> Result<(), 
     }
 }
 
+/// The delivery's event id (PagerDuty's `event.id`), for replay detection.
+pub fn event_id(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| e.event.id)
+}
+
 /// Parses a v3 webhook. Incident triggers and resolutions become alerts;
 /// other events (acknowledgements, notes) yield none.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {

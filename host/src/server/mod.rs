@@ -67,7 +67,15 @@ pub struct Server {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Incidents being handled right now (a drain waits for them).
     inflight: std::sync::atomic::AtomicUsize,
+    /// PagerDuty event ids taken, the newest `SEEN_EVENTS` (replays).
+    seen_events: Mutex<(
+        std::collections::HashSet<String>,
+        std::collections::VecDeque<String>,
+    )>,
 }
+
+/// How many PagerDuty event ids are remembered against replays.
+const SEEN_EVENTS: usize = 10_000;
 
 /// What intake did, per source: deliveries accepted, alerts in them,
 /// deliveries shed by the rate limit, refused for credentials, malformed.
@@ -161,6 +169,7 @@ impl Server {
                 .inspect_err(|e| tracing::error!("{e}"))
                 .ok(),
             inflight: std::sync::atomic::AtomicUsize::new(0),
+            seen_events: Mutex::default(),
         })
     }
 
@@ -247,6 +256,24 @@ impl Server {
             self.accept(pending.into_values().collect());
         }
         Ok(n)
+    }
+
+    /// Remembers a PagerDuty event id; false if it was seen already.
+    pub fn seen_pagerduty_event(&self, id: &str) -> bool {
+        let Ok(mut seen) = self.seen_events.lock() else {
+            return true;
+        };
+        let (set, order) = &mut *seen;
+        if !set.insert(id.to_string()) {
+            return false;
+        }
+        order.push_back(id.to_string());
+        if order.len() > SEEN_EVENTS
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
     }
 
     /// Whether a group's incident no longer takes its alerts: resolved, or

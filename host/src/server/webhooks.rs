@@ -229,6 +229,18 @@ async fn pagerduty_hook(
             return refuse(&server, source, StatusCode::UNAUTHORIZED, &e);
         }
     }
+    // A signed delivery replayed (by an attacker, or a retry of one already
+    // taken) is answered, not taken again: it could flip a resolved alert
+    // back to firing.
+    if let Some(id) = pagerduty::event_id(&body)
+        && !server.seen_pagerduty_event(&id)
+    {
+        return (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"duplicate": id})),
+        )
+            .into_response();
+    }
     match pagerduty::parse(&body) {
         Ok(alerts) => accepted(&server, source, alerts, 0),
         Err(e) => refuse(&server, source, StatusCode::BAD_REQUEST, &e),
