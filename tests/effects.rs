@@ -99,6 +99,16 @@ async fn by_alice(
         .unwrap()
 }
 
+/// What the guardrail `step` said about an action, as JSON text.
+fn verdict_of(outcome: &runwarden::pipeline::act::ActionOutcome, step: &str) -> String {
+    let v = outcome
+        .verdicts
+        .iter()
+        .find(|v| v.step == step)
+        .unwrap_or_else(|| panic!("no `{step}` verdict: {:?}", outcome.verdicts));
+    serde_json::to_string(&v.verdict).unwrap()
+}
+
 fn audit_kinds(agent: &runwarden::pipeline::Agent, incident: &str) -> Vec<String> {
     agent
         .store
@@ -376,17 +386,8 @@ async fn the_senders_tier_label_cannot_loosen_the_operators_inventory() {
     );
     assert_eq!(action.tiers[0].tier.as_deref(), Some("1"));
     assert_eq!(action.tiers[0].source, "inventory (workload)");
-    let autonomy = action
-        .verdicts
-        .iter()
-        .find(|v| v.step == "autonomy")
-        .unwrap();
-    assert!(
-        serde_json::to_string(&autonomy.verdict)
-            .unwrap()
-            .contains("service tier 1"),
-        "{autonomy:?}"
-    );
+    let autonomy = verdict_of(action, "autonomy");
+    assert!(autonomy.contains("service tier 1"), "{autonomy}");
     assert_eq!(s.world.payment_api_revision(), Some(2));
 }
 
@@ -523,17 +524,8 @@ async fn a_third_party_scale_meets_the_same_floor_ceiling_and_oscillation_guard(
         "{:?}",
         down.status
     );
-    let osc = down
-        .verdicts
-        .iter()
-        .find(|v| v.step == "oscillation")
-        .unwrap();
-    assert!(
-        serde_json::to_string(&osc.verdict)
-            .unwrap()
-            .contains("by `scale_deployment_by`"),
-        "{osc:?}"
-    );
+    let osc = verdict_of(&down, "oscillation");
+    assert!(osc.contains("by `scale_deployment_by`"), "{osc}");
     assert_eq!(replicas(&s), Some(5));
 }
 

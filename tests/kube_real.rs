@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::kubeapi::remediate;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -214,26 +216,6 @@ fn fixtures(kubeconfig: &Path) {
     }
 }
 
-fn runwarden(kubeconfig: &Path, data: &Path, tool: &str, params: &str) -> (bool, String) {
-    let out = common::runwarden_command()
-        .env("KUBECONFIG", kubeconfig)
-        .env("USER", "alice")
-        .args(["--cluster", "kube", "--data-dir"])
-        .arg(data)
-        .args([
-            "plugin",
-            "call",
-            "k8s-remediation",
-            tool,
-            "--skip-autonomy",
-            "--params",
-            params,
-        ])
-        .output()
-        .unwrap();
-    (out.status.success(), common::output_text(&out))
-}
-
 /// One field of payment-api, read back with kubectl.
 fn deployment_field(kubeconfig: &Path, jsonpath: &str) -> String {
     let (ok, out) = kubectl(
@@ -265,7 +247,7 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
     fixtures(k);
     let data = tempfile::tempdir().unwrap();
 
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         k,
         &data.path().join("a"),
         "scale_deployment",
@@ -274,7 +256,7 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
     assert!(ok, "{out}");
     assert_eq!(deployment_field(k, ".spec.replicas"), "5");
 
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         k,
         &data.path().join("b"),
         "rollback_deployment",
@@ -286,7 +268,7 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
         "registry.example/payment-api:1.41.0"
     );
 
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         k,
         &data.path().join("c"),
         "restart_pods",
@@ -305,7 +287,7 @@ fn the_binary_scales_rolls_back_and_restarts_on_a_real_api_server() {
             .replace(TOKEN, "unknown-token-0123456789"),
     )
     .unwrap();
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         &stranger,
         &data.path().join("d"),
         "scale_deployment",

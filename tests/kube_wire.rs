@@ -14,23 +14,10 @@
 
 mod common;
 
-use common::kubeapi::{Failure, KubeApi, Pki, Seen};
+use common::kubeapi::{Failure, KubeApi, Pki, Seen, remediate};
 use std::path::Path;
 
 const TOKEN: &str = "runwarden-test-token-0123456789";
-
-/// `runwarden --cluster kube …` with `kubeconfig`, its own data directory.
-fn runwarden(kubeconfig: &Path, data: &Path, args: &[&str]) -> (bool, String) {
-    let out = common::runwarden_command()
-        .env("KUBECONFIG", kubeconfig)
-        .env("USER", "alice")
-        .args(["--cluster", "kube", "--data-dir"])
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    (out.status.success(), common::output_text(&out))
-}
 
 fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new("kubectl")
@@ -113,13 +100,11 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
     api.kubeconfig(&pki, true, &cert_config);
 
     // Scale, with a bearer token: no panic, the request kubectl would send.
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         &token_config,
         &dir.path().join("data1"),
-        &args(&call(
-            "scale_deployment",
-            r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
-        )),
+        "scale_deployment",
+        r#"{"namespace":"payments","name":"payment-api","replicas":5}"#,
     );
     assert!(ok, "{out}");
     assert_eq!(api.replicas("payments", "payment-api"), Some(5), "{out}");
@@ -162,13 +147,11 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
     // Delete one pod, with a client certificate.
     api.clear_seen();
     let pods = api.pods("payments");
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         &cert_config,
         &dir.path().join("data2"),
-        &args(&call(
-            "restart_pods",
-            r#"{"namespace":"payments","name":"payment-api","max_pods":1}"#,
-        )),
+        "restart_pods",
+        r#"{"namespace":"payments","name":"payment-api","max_pods":1}"#,
     );
     assert!(ok, "{out}");
     let ours = mutation(&api.seen());
@@ -194,13 +177,11 @@ async fn the_binary_talks_to_a_tls_api_server_like_kubectl_does() {
     // Roll back: both as `kubectl rollout undo` does it, from the same state.
     api.reset();
     api.clear_seen();
-    let (ok, out) = runwarden(
+    let (ok, out) = remediate(
         &token_config,
         &dir.path().join("data3"),
-        &args(&call(
-            "rollback_deployment",
-            r#"{"namespace":"payments","name":"payment-api"}"#,
-        )),
+        "rollback_deployment",
+        r#"{"namespace":"payments","name":"payment-api"}"#,
     );
     assert!(ok, "{out}");
     assert_eq!(
@@ -270,13 +251,11 @@ async fn api_server_failures_reach_the_plugin_as_typed_errors() {
             code,
             retry_after: retry,
         });
-        let (ok, out) = runwarden(
+        let (ok, out) = remediate(
             &config,
             &dir.path().join(format!("data{code}")),
-            &args(&call(
-                "scale_deployment",
-                r#"{"namespace":"payments","name":"payment-api","replicas":6}"#,
-            )),
+            "scale_deployment",
+            r#"{"namespace":"payments","name":"payment-api","replicas":6}"#,
         );
         assert!(!ok, "{code}: {out}");
         // The API server's own message travels with it (a 404 is said as

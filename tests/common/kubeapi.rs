@@ -651,3 +651,26 @@ fn lease(
         _ => respond(405, &status(405, "MethodNotAllowed", "not supported")),
     }
 }
+
+/// The binary as an operator runs a remediation with `--cluster kube`:
+/// `plugin call k8s-remediation TOOL --skip-autonomy --params PARAMS`, as
+/// alice, with this kubeconfig and its own data directory.
+pub fn remediate(kubeconfig: &Path, data: &Path, tool: &str, params: &str) -> (bool, String) {
+    let out = super::runwarden_command()
+        .env("KUBECONFIG", kubeconfig)
+        .env("USER", "alice")
+        .args(["--cluster", "kube", "--data-dir"])
+        .arg(data)
+        .args([
+            "plugin",
+            "call",
+            "k8s-remediation",
+            tool,
+            "--skip-autonomy",
+            "--params",
+            params,
+        ])
+        .output()
+        .expect("runwarden runs");
+    (out.status.success(), super::output_text(&out))
+}

@@ -186,6 +186,10 @@ impl Server {
         let Ok(mut grouper) = self.grouper.lock() else {
             return;
         };
+        // One store read per incident and delivery, not per alert: a storm
+        // into one open incident must not read the store a thousand times
+        // under the grouper's lock.
+        let mut over: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         for alert in alerts {
             let (name, fp, status) = (alert.name.clone(), alert.fingerprint.clone(), alert.status);
             // A firing alert of a group whose incident is over starts a new
@@ -193,7 +197,9 @@ impl Server {
             let key = grouper.key_of(&alert);
             if let Some(old) = grouper.group(&key).and_then(|g| g.incident.clone())
                 && status == crate::intake::Status::Firing
-                && self.incident_is_over(&old, now)
+                && *over
+                    .entry(old.clone())
+                    .or_insert_with(|| self.incident_is_over(&old, now))
             {
                 grouper.close(&key);
                 let body = serde_json::json!({"alertname": name, "fingerprint": fp, "recurrence": "a new incident opens for this group"});
