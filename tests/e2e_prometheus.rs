@@ -132,7 +132,7 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
         AgentPaths {
             policies: &s.dir.path().join("policies"),
             runbooks: &runbooks,
-            store: runwarden::store::StoreLocation::Sqlite(tmp.path().join("data")),
+            store: runwarden::store::StoreLocation::sqlite(&tmp.path().join("data")),
         },
         services,
         &cache(),

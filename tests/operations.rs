@@ -473,8 +473,11 @@ mod full_disk {
         fn audit_of_kinds(&self, k: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
             self.inner.audit_of_kinds(k)
         }
-        fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
-            self.inner.verify_audit()
+        fn verify_chain(
+            &self,
+            expected: Option<&runwarden::store::Head>,
+        ) -> Result<AuditVerification, StoreError> {
+            self.inner.verify_chain(expected)
         }
         fn probe_write(&self) -> Result<(), StoreError> {
             self.write()?;
@@ -507,9 +510,13 @@ mod full_disk {
         fn guard_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
             self.inner.guard_state()
         }
-        fn put_guard_state(&self, s: &serde_json::Value) -> Result<(), StoreError> {
+        fn put_guard_state(
+            &self,
+            s: &serde_json::Value,
+            r: Option<runwarden::store::chained::Entry>,
+        ) -> Result<(), StoreError> {
             self.write()?;
-            self.inner.put_guard_state(s)
+            self.inner.put_guard_state(s, r)
         }
         fn put_report(&self, i: &str, m: &str) -> Result<(), StoreError> {
             self.write()?;

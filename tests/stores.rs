@@ -17,17 +17,29 @@ use std::process::Command;
 /// A store the suite can also tamper with.
 trait TestStore: Store {
     fn raw(&self, sql: &str);
+    /// Rewrites an incident's state in its table, behind the store's back.
+    fn set_state_raw(&self, table: &str, id: &str, from: &str, to: &str);
 }
 
 impl TestStore for SqliteStore {
     fn raw(&self, sql: &str) {
         self.execute_raw(sql).expect("raw sql");
     }
+    fn set_state_raw(&self, table: &str, id: &str, from: &str, to: &str) {
+        self.raw(&format!(
+            r#"UPDATE {table} SET record = replace(record, '"state":"{from}"', '"state":"{to}"') WHERE id = '{id}'"#
+        ));
+    }
 }
 
 impl TestStore for PostgresStore {
     fn raw(&self, sql: &str) {
         self.execute_raw(sql).expect("raw sql");
+    }
+    fn set_state_raw(&self, table: &str, id: &str, _from: &str, to: &str) {
+        self.raw(&format!(
+            r#"UPDATE {table} SET record = jsonb_set(record, '{{state}}', '"{to}"') WHERE id = '{id}'"#
+        ));
     }
 }
 
@@ -125,13 +137,8 @@ type Check = (&'static str, fn(&dyn TestStore));
 const SUITE: &[Check] = &[
     ("an untouched chain verifies", |s| {
         chain(s);
-        assert_eq!(
-            s.verify_audit().unwrap(),
-            AuditVerification {
-                records: 5,
-                broken: None
-            }
-        );
+        let v: AuditVerification = s.verify_audit().unwrap();
+        assert_eq!((v.records, v.broken), (5, None));
         assert_eq!(s.audit(Some("INC-1")).unwrap().len(), 5);
         assert!(s.audit(Some("INC-2")).unwrap().is_empty());
     }),
@@ -159,6 +166,52 @@ const SUITE: &[Check] = &[
         chain(s);
         s.raw("UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;");
         assert!(broken(s).contains("does not link"), "{}", broken(s));
+    }),
+    ("state changes and reports are in the chain, and edits to them are detected", |s| {
+        s.put_incident(&incident("INC-1", "HighErrorRate", IncidentState::Open))
+            .unwrap();
+        s.put_incident(&incident("INC-1", "HighErrorRate", IncidentState::Escalated))
+            .unwrap();
+        s.put_incident(&incident("INC-1", "HighErrorRate, again", IncidentState::Escalated))
+            .unwrap();
+        s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
+        s.insert_approval(&approval("APR-1")).unwrap();
+        let kinds: Vec<String> = s.audit(None).unwrap().into_iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            ["incident-state", "incident-state", "report", "approval-state"],
+            "one record per state change (a summary edit alone is not one)"
+        );
+        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+
+        s.set_state_raw("incidents", "INC-1", "escalated", "resolved");
+        assert!(broken(s).contains("incidents table was edited"), "{}", broken(s));
+        s.set_state_raw("incidents", "INC-1", "resolved", "escalated");
+        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+
+        s.set_state_raw("approvals", "APR-1", "pending", "approved");
+        assert!(broken(s).contains("approvals table was edited"), "{}", broken(s));
+        s.set_state_raw("approvals", "APR-1", "approved", "pending");
+
+        s.raw("UPDATE reports SET markdown = '# INC-1\nresolved by the agent\n'");
+        assert!(broken(s).contains("reports table was edited"), "{}", broken(s));
+        s.raw("DELETE FROM reports");
+        assert!(broken(s).contains("report of INC-1 was deleted"), "{}", broken(s));
+        s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
+        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+
+        s.raw("DELETE FROM incidents");
+        assert!(broken(s).contains("INC-1 was deleted"), "{}", broken(s));
+    }),
+    ("a mode switch commits with its record", |s| {
+        s.put_guard_state(
+            &json!({"mode_override": "observe"}),
+            Some(runwarden::store::chained::Entry::new(None, "mode-change", json!({"to": "observe"}))),
+        )
+        .unwrap();
+        let records = s.audit_of_kinds(&["mode-change"]).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(s.guard_state().unwrap(), Some(json!({"mode_override": "observe"})));
     }),
     ("a torn last record is detected", |s| {
         chain(s);
@@ -264,9 +317,9 @@ const SUITE: &[Check] = &[
     }),
     ("guard state and reports are kept", |s| {
         assert_eq!(s.guard_state().unwrap(), None);
-        s.put_guard_state(&json!({"breaker_tripped": "3 actions in 10 min"}))
+        s.put_guard_state(&json!({"breaker_tripped": "3 actions in 10 min"}), None)
             .unwrap();
-        s.put_guard_state(&json!({"breaker_tripped": null}))
+        s.put_guard_state(&json!({"breaker_tripped": null}), None)
             .unwrap();
         assert_eq!(
             s.guard_state().unwrap(),
@@ -334,6 +387,12 @@ fn sqlite_connections_appending_at_once_keep_one_chain() {
 fn sqlite_connections_deciding_one_approval_at_once_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     concurrent_decisions_have_one_winner(|| Box::new(SqliteStore::open(dir.path()).unwrap()));
+}
+
+/// The chain every replica of a PostgreSQL store shares: one key (the
+/// libraries' tests keep no anchor file).
+fn shared_chain() -> runwarden::store::Chain {
+    runwarden::store::Chain::new(b"replicas share this test key".to_vec(), None)
 }
 
 /// A PostgreSQL server in a temporary directory, stopped on drop.
@@ -463,23 +522,29 @@ fn postgres_passes_the_same_suite_and_serves_the_whole_agent() {
     let mut n = 0;
     run_suite("postgres", || {
         n += 1;
-        Box::new(PostgresStore::connect(&pg.database(&format!("suite_{n}"))).unwrap())
+        Box::new(PostgresStore::connect(&pg.database(&format!("suite_{n}")), shared_chain()).unwrap())
     });
 
     // Replicas on their own connections append at once: one chain.
     let url = pg.database("replicas");
-    concurrent_appends_stay_one_chain(|| Box::new(PostgresStore::connect(&url).unwrap()));
+    concurrent_appends_stay_one_chain(|| Box::new(PostgresStore::connect(&url, shared_chain()).unwrap()));
     let url = pg.database("approvers");
-    concurrent_decisions_have_one_winner(|| Box::new(PostgresStore::connect(&url).unwrap()));
+    concurrent_decisions_have_one_winner(|| Box::new(PostgresStore::connect(&url, shared_chain()).unwrap()));
 
     // The whole agent over PostgreSQL: the demo incident, then the CLI reads
     // it back from the same database through another process.
+    // Every process shares one audit key (a mounted Secret, in a real
+    // deployment), whatever its data directory.
     let url = pg.database("agent");
+    let data = tempfile::tempdir().unwrap();
+    let key = data.path().join("shared-audit.key");
+    std::fs::write(&key, "a key every replica mounts, 32+ bytes").unwrap();
     let runwarden = |args: &[&str]| {
-        let data = tempfile::tempdir().unwrap();
         let out = common::runwarden_command()
             .args(["--store", &url, "--data-dir"])
             .arg(data.path())
+            .arg("--audit-key-file")
+            .arg(&key)
             .args(args)
             .output()
             .unwrap();

@@ -17,6 +17,7 @@ pub mod mcp;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;
+pub mod redact;
 pub mod registry;
 pub mod replay;
 pub mod review;

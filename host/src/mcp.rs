@@ -231,7 +231,7 @@ impl McpServer {
         let audited = self.agent.store.append_audit(
             None,
             "mcp-gather",
-            &crate::pipeline::redact::redact_json(&json!({"client": client, "source": plugin_name,
+            &crate::redact::redact_json(&json!({"client": client, "source": plugin_name,
                 "alert": alert.name, "labels": alert.labels, "ok": !answer.1})),
         );
         if let Err(e) = audited {

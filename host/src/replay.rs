@@ -429,7 +429,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         AgentPaths {
             policies: &policies,
             runbooks: base.runbooks,
-            store: crate::store::StoreLocation::Sqlite(scratch.join("data")),
+            store: crate::store::StoreLocation::sqlite(&scratch.join("data")),
         },
         services,
         base.cache,

@@ -56,7 +56,7 @@ pub fn agent_with(
     let paths = AgentPaths {
         policies: &s.dir.path().join("policies"),
         runbooks: &ws.join("runbooks"),
-        store: runwarden::store::StoreLocation::Sqlite(s.dir.path().join("data")),
+        store: runwarden::store::StoreLocation::sqlite(&s.dir.path().join("data")),
     };
     let (agent, problems) = Agent::open(paths, services, &cache(), config).expect("agent opens");
     assert!(problems.is_empty(), "{problems:?}");

@@ -8,33 +8,48 @@ use std::process::ExitCode;
 
 fn store(cli: &Cli) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let location = cli.store_location()?;
-    location.open().with_context(|| match &location {
-        runwarden::store::StoreLocation::Sqlite(dir) => {
-            format!("opening the store in {}", dir.display())
-        }
-        runwarden::store::StoreLocation::Postgres(_) => "opening the --store database".into(),
-    })
+    location.open().with_context(|| opening(&location))
 }
 
-pub fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
-    // A missing store is not an intact one: never create one to verify.
-    if let runwarden::store::StoreLocation::Sqlite(dir) = cli.store_location()? {
-        let db = dir.join("runwarden.db");
-        if !db.is_file() {
+fn opening(location: &runwarden::store::StoreLocation) -> String {
+    match &location.database {
+        runwarden::store::Database::Sqlite => {
+            format!("opening the store in {}", location.data_dir.display())
+        }
+        runwarden::store::Database::Postgres(_) => "opening the --store database".into(),
+    }
+}
+
+pub fn audit_verify(
+    cli: &Cli,
+    expected: Option<&runwarden::store::Head>,
+) -> anyhow::Result<ExitCode> {
+    // A missing store (or key) is not an intact one: never create one to
+    // verify.
+    let location = cli.store_location()?;
+    let store = match location.open_existing() {
+        Ok(store) => store,
+        Err(e) => {
             println!(
-                "audit trail NOT FOUND: {} does not exist (wrong --data-dir, or the store was removed)",
-                db.display()
+                "audit trail NOT VERIFIED: {e} ({}; wrong --data-dir or --audit-key-file, or the store was removed)",
+                opening(&location)
             );
             return Ok(ExitCode::FAILURE);
         }
-    }
-    let v = store(cli)?.verify_audit()?;
+    };
+    let v = store.verify_audit_to(expected)?;
     match &v.broken {
         None => {
             println!(
-                "audit trail intact: {} records, hash chain verified",
-                v.records
+                "audit trail intact: {} records, keyed hash chain verified up to its head {}; incidents, approvals and reports match it",
+                v.records,
+                v.head.as_deref().unwrap_or("(empty)")
             );
+            if v.anchored.is_none() && v.records > 0 && expected.is_none() {
+                println!(
+                    "note: no chain head is anchored in this data directory; pass --head SEQ:HASH from the log to rule out deletion of the newest records"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(why) => {

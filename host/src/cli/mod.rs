@@ -74,6 +74,11 @@ pub struct Cli {
     /// without it, SQLite in --data-dir.
     #[arg(long, global = true, env = "RUNWARDEN_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// The audit chain's HMAC key (a file of at least 16 bytes, e.g. a
+    /// mounted Secret); without it, `audit.key` in --data-dir, created on
+    /// first use. Replicas sharing a PostgreSQL store need the same key.
+    #[arg(long, global = true, env = "RUNWARDEN_AUDIT_KEY_FILE")]
+    audit_key_file: Option<PathBuf>,
     /// Cluster backend: "sim" (the embedded demo cluster, its bad rollout
     /// 16 minutes before the process started), "sim:FILE" (a
     /// simulated cluster from a JSON state file) or "kube" (a real cluster via
@@ -161,8 +166,15 @@ enum BreakerCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit non-zero on any edit, deletion or reordering.
-    Verify,
+    /// Walk the keyed hash chain and check it against its anchored head and
+    /// the incidents, approvals and reports tables; exit non-zero on any
+    /// edit, deletion, truncation, re-hash or reordering.
+    Verify {
+        /// A head from the log (`SEQ:HASH`, logged at each append), checked
+        /// too: catches a truncation even if the anchor file went with it.
+        #[arg(long)]
+        head: Option<runwarden::store::Head>,
+    },
     /// Print the audit records, of one incident (`audit show INC-1`) or all.
     Show {
         incident: Option<String>,
@@ -189,7 +201,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay { dirs, json } => replay_cmd::run(&cli, dirs, *json).await,
         Command::Serve(args) => serve_cmd::run(&cli, args).await,
         Command::Bench(args) => bench_cmd::run(&cli, args).await,
-        Command::Audit(AuditCommand::Verify) => incident_cmd::audit_verify(&cli),
+        Command::Audit(AuditCommand::Verify { head }) => {
+            incident_cmd::audit_verify(&cli, head.as_ref())
+        }
         Command::Audit(AuditCommand::Show {
             incident,
             incident_flag,
@@ -224,10 +238,10 @@ impl Cli {
 
     /// `--store`, else SQLite in `dir`.
     fn store_in(&self, dir: &std::path::Path) -> anyhow::Result<runwarden::store::StoreLocation> {
-        Ok(runwarden::store::StoreLocation::parse(
-            self.store.as_deref(),
-            dir,
-        )?)
+        Ok(
+            runwarden::store::StoreLocation::parse(self.store.as_deref(), dir)?
+                .with_audit_key(self.audit_key_file.clone()),
+        )
     }
 
     fn store_location(&self) -> anyhow::Result<runwarden::store::StoreLocation> {

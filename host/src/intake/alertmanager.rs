@@ -109,7 +109,8 @@ pub fn parse(body: &[u8]) -> Result<Delivery, IntakeError> {
             starts_at,
             ends_at,
             generator_url: (!raw.generator_url.is_empty()).then_some(raw.generator_url),
-        });
+        }
+        .redacted());
     }
     Ok(Delivery {
         alerts,

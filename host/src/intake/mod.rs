@@ -50,6 +50,21 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The alert with every secret-looking value hidden (`redact`): each
+    /// parser returns alerts through this, so no label, annotation or
+    /// title reaches the store, the index, the API or a prompt raw.
+    pub fn redacted(self) -> Alert {
+        use crate::redact::{redact, redact_pairs};
+        Alert {
+            name: redact(&self.name),
+            fingerprint: redact(&self.fingerprint),
+            labels: redact_pairs(&self.labels),
+            annotations: redact_pairs(&self.annotations),
+            generator_url: self.generator_url.as_deref().map(redact),
+            ..self
+        }
+    }
+
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
     }

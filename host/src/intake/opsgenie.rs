@@ -34,6 +34,10 @@ struct RawAlert {
 }
 
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {
+    Ok(parse_raw(body)?.into_iter().map(Alert::redacted).collect())
+}
+
+fn parse_raw(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| json_error(Sender::Opsgenie, &e))?;
     let status = match env.action.as_str() {

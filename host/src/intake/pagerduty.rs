@@ -102,6 +102,10 @@ pub fn event_id(body: &[u8]) -> Option<String> {
 /// Parses a v3 webhook. Incident triggers and resolutions become alerts;
 /// other events (acknowledgements, notes) yield none.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {
+    Ok(parse_raw(body)?.into_iter().map(Alert::redacted).collect())
+}
+
+fn parse_raw(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| json_error(Sender::Pagerduty, &e))?;
     let status = match env.event.event_type.as_str() {

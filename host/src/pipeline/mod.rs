@@ -10,7 +10,6 @@ pub mod escalate;
 pub mod guard;
 pub mod planned;
 pub mod recovery;
-pub mod redact;
 pub mod report;
 pub mod requested;
 pub mod tier;
@@ -98,10 +97,13 @@ fn log_step(record: &crate::store::AuditRecord) {
         "plugin-fault" => true,
         _ => false,
     };
+    // The chain head rides on every step's line: a log collector holds an
+    // anchor of the audit trail outside the database (`audit verify --head`).
+    let head = record.head();
     if failed {
-        tracing::error!(incident, step = %record.kind, "{line}");
+        tracing::error!(incident, step = %record.kind, audit_head = %head, "{line}");
     } else {
-        tracing::info!(incident, step = %record.kind, "{line}");
+        tracing::info!(incident, step = %record.kind, audit_head = %head, "{line}");
     }
 }
 
@@ -203,7 +205,7 @@ impl Agent {
     ) -> Result<(), StoreError> {
         let record = self
             .store
-            .append_audit(Some(incident), kind, &redact::redact_json(&body))?;
+            .append_audit(Some(incident), kind, &crate::redact::redact_json(&body))?;
         log_step(&record);
         Ok(())
     }
@@ -222,6 +224,10 @@ impl Agent {
         alerts: &[Alert],
     ) -> Result<IncidentOutcome, StoreError> {
         let started = std::time::Instant::now();
+        // Parsers redact already; alerts from elsewhere (replay, the CLI,
+        // a library caller) go through the same function here.
+        let alerts: Vec<Alert> = alerts.iter().cloned().map(Alert::redacted).collect();
+        let alerts = alerts.as_slice();
         let Some(primary) = alerts.first() else {
             return Err(StoreError::Db(
                 "an incident needs at least one alert".into(),
@@ -243,7 +249,7 @@ impl Agent {
             detail: serde_json::json!({"fingerprints": alerts.iter().map(|a| a.fingerprint.clone()).collect::<Vec<_>>()}),
             // Labels as key=value, redacted: a label named `db_password`
             // must not reach the index, the API or the next prompt raw.
-            summary: redact::redact(&format!(
+            summary: crate::redact::redact(&format!(
                 "{} {}",
                 primary.name,
                 primary
@@ -331,7 +337,7 @@ impl Agent {
         if matches!(state, IncidentState::Resolved | IncidentState::Escalated) {
             record.closed_at = Some(chrono::Utc::now());
         }
-        record.summary = redact::redact(&format!(
+        record.summary = crate::redact::redact(&format!(
             "{} | {} | {}",
             record.summary,
             decision.hypothesis,
@@ -369,7 +375,7 @@ impl Agent {
             .map_err(|_| StoreError::Db("guard state poisoned".into()))?
             .clone();
         self.store
-            .put_guard_state(&serde_json::to_value(&state).unwrap_or_default())
+            .put_guard_state(&serde_json::to_value(&state).unwrap_or_default(), None)
     }
 
     /// Replaces the guard state in memory with the stored one: a replica
@@ -438,8 +444,8 @@ impl Agent {
     }
 
     /// Changes the guard state and records it, together or not at all: the
-    /// new state is stored, then audited (on failure the old state is put
-    /// back), and only then takes effect. An error means nothing changed.
+    /// new state and its audit record commit in one transaction, and only
+    /// then take effect. An error means nothing changed.
     fn change_guard<T>(
         &self,
         change: impl FnOnce(&mut GuardState) -> T,
@@ -451,13 +457,11 @@ impl Agent {
             .map_err(|_| StoreError::Db("guard state poisoned".into()))?;
         let mut next = current.clone();
         let out = change(&mut next);
-        let value = |g: &GuardState| serde_json::to_value(g).unwrap_or_default();
-        self.store.put_guard_state(&value(&next))?;
         let (kind, body) = record(&out);
-        if let Err(e) = self.store.append_audit(None, kind, &body) {
-            let _ = self.store.put_guard_state(&value(&current));
-            return Err(e);
-        }
+        self.store.put_guard_state(
+            &serde_json::to_value(&next).unwrap_or_default(),
+            Some(crate::store::chained::Entry::new(None, kind, body)),
+        )?;
         *current = next;
         Ok(out)
     }
@@ -485,7 +489,7 @@ impl Agent {
         );
         let prompt = crate::analysis::llm::Prompt {
             system: prompt.system,
-            user: redact::redact(&prompt.user),
+            user: crate::redact::redact(&prompt.user),
         };
         self.audit(
             id,
@@ -536,8 +540,8 @@ pub(crate) fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
     EvidenceItem {
         source: e.source.clone(),
         kind: e.kind.clone(),
-        summary: redact::redact(&e.summary),
-        body: redact::redact_json(&e.body),
+        summary: crate::redact::redact(&e.summary),
+        body: crate::redact::redact_json(&e.body),
     }
 }
 

@@ -123,6 +123,9 @@ pub fn line(r: &AuditRecord) -> Option<String> {
             s("detail")
         ),
         "planner-fallback" => format!("fell back to the runbook planner: {}", s("reason")),
+        "incident-state" => format!("incident is {}", s("state")),
+        "approval-state" => format!("approval {} is {}", s("approval"), s("state")),
+        "report" => format!("report stored (sha256 {})", s("sha256")),
         other => other.to_string(),
     })
 }

@@ -137,7 +137,7 @@ fn accepted(
     // Durable before the 202: an accepted alert survives a crash during
     // group_wait (`Server::restore_pending` files it again at start). A
     // store that cannot write answers 503, so the sender retries.
-    let record = crate::pipeline::redact::redact_json(
+    let record = crate::redact::redact_json(
         &serde_json::json!({"source": source.name(), "alerts": alerts}),
     );
     if let Err(e) = server.agent.store.append_audit(None, RECEIVED, &record) {

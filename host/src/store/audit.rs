@@ -1,12 +1,14 @@
 //! The audit trail's hash chain.
 //!
-//! Each record's hash covers its sequence number, time, incident, kind, body
-//! and the previous record's hash. Editing a record breaks its hash; deleting
-//! or reordering records breaks the sequence or the link to the previous
-//! hash. Verification walks the whole chain and names the first break.
+//! Each record's hash is a keyed hash ([`super::chain::Chain`]) of its
+//! sequence number, time, incident, kind, body and the previous record's
+//! hash. Editing a record breaks its hash; deleting or reordering records
+//! breaks the sequence or the link to the previous hash; deleting the end
+//! of the chain leaves it shorter than its anchored head. Verification
+//! walks the whole chain and names the first break.
 
+use super::chain::{Chain, Head};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -22,39 +24,37 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The hash of a record's content and its link to the previous record.
-pub fn record_hash(
-    seq: u64,
-    at: &str,
-    incident: Option<&str>,
-    kind: &str,
-    body: &str,
-    prev_hash: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        seq.to_string().as_str(),
-        at,
-        incident.unwrap_or(""),
-        kind,
-        body,
-        prev_hash,
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+impl AuditRecord {
+    /// The chain's head once this record is the last.
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
     }
-    hex::encode(h.finalize())
 }
 
 /// The result of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditVerification {
     pub records: u64,
     /// The first problem found, if any.
     pub broken: Option<String>,
+    /// The verified chain's head (`SEQ:HASH`), to compare with the log.
+    pub head: Option<String>,
+    /// The head anchored outside the database, when there is one.
+    pub anchored: Option<String>,
 }
 
 impl AuditVerification {
+    pub fn broken(records: u64, why: String) -> Self {
+        AuditVerification {
+            records,
+            broken: Some(why),
+            ..Default::default()
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.broken.is_none()
     }
@@ -91,38 +91,100 @@ impl StoredRow {
     }
 }
 
-/// Walks rows in storage order and reports the first break.
-pub fn verify_rows(rows: impl IntoIterator<Item = StoredRow>) -> AuditVerification {
+/// Walks rows in storage order and reports the first break, then checks
+/// the chain reaches its anchored head (and `expected`, a head taken from
+/// the log) with the same hash there.
+pub fn verify_rows(
+    rows: impl IntoIterator<Item = StoredRow>,
+    chain: &Chain,
+    expected: Option<&Head>,
+) -> AuditVerification {
+    let anchored = match chain.anchored_head() {
+        Ok(head) => head,
+        Err(e) => return AuditVerification::broken(0, format!("the chain head cannot be read: {e}")),
+    };
+    let heads: Vec<(&Head, &str)> = [(anchored.as_ref(), "anchored"), (expected, "expected")]
+        .into_iter()
+        .filter_map(|(h, from)| h.map(|h| (h, from)))
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut last = None;
+    let mut v = walk(rows, chain, |seq, hash| {
+        if heads.iter().any(|(h, _)| h.seq == seq) {
+            seen.insert(seq, hash.to_string());
+        }
+        last = Some(Head {
+            seq,
+            hash: hash.to_string(),
+        });
+    });
+    if v.broken.is_some() {
+        return v;
+    }
+    let records = v.records;
+    if anchored.is_none()
+        && records > 0
+        && chain.anchor_required()
+        && let Some(file) = chain.head_file()
+    {
+        v.broken = Some(format!(
+            "the chain head {} is missing: deletion of the newest records cannot be ruled out",
+            file.display()
+        ));
+        return v;
+    }
+    for (head, from) in heads {
+        v.broken = if records < head.seq {
+            Some(format!(
+                "the chain has {records} records but its {from} head is record {}: records were deleted from its end",
+                head.seq
+            ))
+        } else if seen.get(&head.seq) != Some(&head.hash) {
+            Some(format!(
+                "record {} differs from the {from} head: the chain was rewritten",
+                head.seq
+            ))
+        } else {
+            None
+        };
+        if v.broken.is_some() {
+            return v;
+        }
+    }
+    v.head = last.map(|h| h.to_string());
+    v.anchored = anchored.map(|h| h.to_string());
+    v
+}
+
+/// Checks every record's sequence, link and keyed hash; `each` sees every
+/// verified record's sequence and hash.
+fn walk(
+    rows: impl IntoIterator<Item = StoredRow>,
+    chain: &Chain,
+    mut each: impl FnMut(u64, &str),
+) -> AuditVerification {
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
     for (expected_seq, row) in (1_i64..).zip(rows) {
         count += 1;
+        let broken = |why: String| AuditVerification::broken(count, why);
         if row.seq != expected_seq {
-            return AuditVerification {
-                records: count,
-                broken: Some(format!(
-                    "record {} follows record {}: records were deleted or reordered",
-                    row.seq,
-                    expected_seq - 1
-                )),
-            };
+            return broken(format!(
+                "record {} follows record {}: records were deleted or reordered",
+                row.seq,
+                expected_seq - 1
+            ));
         }
         if row.prev_hash != prev {
-            return AuditVerification {
-                records: count,
-                broken: Some(format!(
-                    "record {} does not link to the record before it",
-                    row.seq
-                )),
-            };
+            return broken(format!(
+                "record {} does not link to the record before it",
+                row.seq
+            ));
         }
         let Ok(seq) = u64::try_from(row.seq) else {
-            return AuditVerification {
-                records: count,
-                broken: Some(format!("record {} has a negative sequence", row.seq)),
-            };
+            return broken(format!("record {} has a negative sequence", row.seq));
         };
-        let actual = record_hash(
+        let actual = chain.hash(
             seq,
             &row.at,
             row.incident.as_deref(),
@@ -131,24 +193,19 @@ pub fn verify_rows(rows: impl IntoIterator<Item = StoredRow>) -> AuditVerificati
             &row.prev_hash,
         );
         if actual != row.hash {
-            return AuditVerification {
-                records: count,
-                broken: Some(format!(
-                    "record {} was modified (its hash does not match its content)",
-                    row.seq
-                )),
-            };
+            return broken(format!(
+                "record {} was modified or re-hashed (its keyed hash does not match its content; or the audit key is not the one it was written with)",
+                row.seq
+            ));
         }
         if serde_json::from_str::<serde_json::Value>(&row.body).is_err() {
-            return AuditVerification {
-                records: count,
-                broken: Some(format!("record {} has a torn or unreadable body", row.seq)),
-            };
+            return broken(format!("record {} has a torn or unreadable body", row.seq));
         }
+        each(seq, &row.hash);
         prev = row.hash;
     }
     AuditVerification {
         records: count,
-        broken: None,
+        ..Default::default()
     }
 }

@@ -6,40 +6,118 @@
 //! (`tests/stores.rs`).
 
 pub mod audit;
+pub mod chain;
+pub mod chained;
 pub mod postgres;
 pub mod sqlite;
 
 pub use audit::{AuditRecord, AuditVerification};
+pub use chain::{Chain, Head};
 
-/// Where the store lives: `--store` (`RUNWARDEN_STORE`).
+use std::path::{Path, PathBuf};
+
+/// Where the store lives: `--store` (`RUNWARDEN_STORE`), the data
+/// directory (SQLite's file, the audit chain's anchor and default key) and
+/// the audit key (`--audit-key-file`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// `runwarden.db` in this directory.
-    Sqlite(std::path::PathBuf),
+pub struct StoreLocation {
+    pub database: Database,
+    pub data_dir: PathBuf,
+    pub audit_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `runwarden.db` in the data directory.
+    Sqlite,
     /// A `postgres://` or `postgresql://` URL.
     Postgres(String),
 }
 
 impl StoreLocation {
-    /// `--store` when given, else SQLite in the data directory.
-    pub fn parse(store: Option<&str>, data_dir: &std::path::Path) -> Result<Self, StoreError> {
-        match store {
-            None => Ok(StoreLocation::Sqlite(data_dir.to_path_buf())),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(StoreLocation::Postgres(url.to_string()))
-            }
-            Some(other) => Err(StoreError::Db(format!(
-                "--store {:?}: expected a postgres:// URL (omit it for SQLite in the data directory)",
-                other.split('@').next_back().unwrap_or("")
-            ))),
+    /// SQLite in `data_dir`, keyed by `data_dir/audit.key`.
+    pub fn sqlite(data_dir: &Path) -> Self {
+        StoreLocation {
+            database: Database::Sqlite,
+            data_dir: data_dir.to_path_buf(),
+            audit_key_file: None,
         }
     }
 
+    /// `--store` when given, else SQLite in the data directory.
+    pub fn parse(store: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        let database = match store {
+            None => Database::Sqlite,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(url.to_string())
+            }
+            Some(other) => {
+                return Err(StoreError::Db(format!(
+                    "--store {:?}: expected a postgres:// URL (omit it for SQLite in the data directory)",
+                    other.split('@').next_back().unwrap_or("")
+                )));
+            }
+        };
+        Ok(StoreLocation {
+            database,
+            data_dir: data_dir.to_path_buf(),
+            audit_key_file: None,
+        })
+    }
+
+    /// The audit key from this file rather than the data directory's.
+    pub fn with_audit_key(mut self, file: Option<PathBuf>) -> Self {
+        self.audit_key_file = file;
+        self
+    }
+
+    /// Opens the store, creating the data directory and the default audit
+    /// key when missing.
     pub fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-        Ok(match self {
-            StoreLocation::Sqlite(dir) => std::sync::Arc::new(sqlite::SqliteStore::open(dir)?),
-            StoreLocation::Postgres(url) => {
-                std::sync::Arc::new(postgres::PostgresStore::connect(url)?)
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", self.data_dir.display())))?;
+        self.open_chain(self.chain(true)?)
+    }
+
+    /// Opens an existing store and key without creating anything: what
+    /// `audit verify` needs (a missing store is not an intact one).
+    pub fn open_existing(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        if !self.data_dir.is_dir() {
+            return Err(StoreError::NotFound {
+                what: "data directory",
+                id: self.data_dir.display().to_string(),
+            });
+        }
+        if self.database == Database::Sqlite && !self.data_dir.join(sqlite::DB_FILE).is_file() {
+            return Err(StoreError::NotFound {
+                what: "database",
+                id: self.data_dir.join(sqlite::DB_FILE).display().to_string(),
+            });
+        }
+        self.open_chain(self.chain(false)?)
+    }
+
+    fn chain(&self, create: bool) -> Result<Chain, StoreError> {
+        Chain::for_dir(&self.data_dir, self.audit_key_file.as_deref(), create)
+    }
+
+    fn open_chain(&self, chain: Chain) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        Ok(match &self.database {
+            Database::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open_with(
+                &self.data_dir,
+                chain,
+            )?),
+            Database::Postgres(url) => {
+                if self.audit_key_file.is_none() {
+                    tracing::warn!(
+                        "the audit key is {}: replicas sharing one PostgreSQL store must share one key (--audit-key-file)",
+                        self.data_dir.join(chain::KEY_FILE).display()
+                    );
+                }
+                std::sync::Arc::new(postgres::PostgresStore::connect(
+                    url,
+                    chain.anchor_optional(),
+                )?)
             }
         })
     }
@@ -197,7 +275,23 @@ pub trait Store: Send + Sync {
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError>;
     /// Only records of these kinds, across all incidents, in order.
     fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError>;
-    fn verify_audit(&self) -> Result<AuditVerification, StoreError>;
+    /// Walks the keyed chain and checks it reaches its anchored head (and
+    /// `expected`, a head from the log).
+    fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError>;
+
+    /// The chain, then the incidents, approvals and reports tables
+    /// against what the chain last recorded of each.
+    fn verify_audit_to(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError> {
+        let mut v = self.verify_chain(expected)?;
+        if v.ok() {
+            v.broken = chained::verify_state(self)?;
+        }
+        Ok(v)
+    }
+
+    fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        self.verify_audit_to(None)
+    }
 
     /// One small write, for readiness: a replica whose store cannot write
     /// (disk full, read-only, gone) must not take webhooks.
@@ -225,8 +319,15 @@ pub trait Store: Send + Sync {
     /// The agent's guard state (action history, circuit breaker), so a
     /// restart neither forgets cooldowns nor closes a tripped breaker.
     fn guard_state(&self) -> Result<Option<serde_json::Value>, StoreError>;
-    fn put_guard_state(&self, state: &serde_json::Value) -> Result<(), StoreError>;
+    /// Stores the guard state, with `record` (a mode switch, a breaker
+    /// reset) appended to the audit trail in the same transaction.
+    fn put_guard_state(
+        &self,
+        state: &serde_json::Value,
+        record: Option<chained::Entry>,
+    ) -> Result<(), StoreError>;
 
+    /// Stores a report; its hash goes into the audit trail with it.
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError>;
     fn report(&self, incident: &str) -> Result<String, StoreError>;
 }

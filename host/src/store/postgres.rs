@@ -16,8 +16,9 @@
 //! - **Commits are durable** (`synchronous_commit` is PostgreSQL's default,
 //!   on): an intent record is on disk before the action runs.
 
-use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, record_hash, verify_rows};
-use super::{Approval, IncidentRecord, Store, StoreError};
+use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, verify_rows};
+use super::chain::{Chain, Head};
+use super::{Approval, IncidentRecord, Store, StoreError, chained};
 use postgres::{Client, NoTls, Row};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -68,6 +69,7 @@ type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 pub struct PostgresStore {
     jobs: Mutex<mpsc::Sender<Job>>,
+    chain: Chain,
 }
 
 impl From<postgres::Error> for StoreError {
@@ -85,8 +87,9 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 impl PostgresStore {
     /// Connects (`postgres://user@host:port/db`), creates the schema if
-    /// needed, and starts the connection's thread.
-    pub fn connect(url: &str) -> Result<Self, StoreError> {
+    /// needed, and starts the connection's thread. Every replica sharing
+    /// the database must use a chain with the same key.
+    pub fn connect(url: &str, chain: Chain) -> Result<Self, StoreError> {
         // Even connecting drives the client's runtime: on the thread, too.
         let url = url.to_string();
         let (jobs, inbox) = mpsc::channel::<Job>();
@@ -118,7 +121,38 @@ impl PostgresStore {
             .map_err(|_| StoreError::Db("the postgres connection thread died".into()))??;
         Ok(PostgresStore {
             jobs: Mutex::new(jobs),
+            chain,
         })
+    }
+
+    /// Runs `change` and appends the records it returns in one
+    /// transaction, then anchors the new head: the change and its record
+    /// commit together or not at all. The advisory lock is taken last, so
+    /// every transaction takes its locks in one order.
+    fn audited<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<(T, Vec<chained::Entry>), StoreError>
+        + Send
+        + 'static,
+    ) -> Result<(T, Option<AuditRecord>), StoreError> {
+        let chain = self.chain.clone();
+        let (out, last) = self.run(move |c| {
+            let mut tx = c.transaction()?;
+            let (out, entries) = change(&mut tx)?;
+            let mut last = None;
+            if !entries.is_empty() {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])?;
+            }
+            for entry in &entries {
+                last = Some(append(&mut tx, &chain, entry)?);
+            }
+            tx.commit()?;
+            Ok((out, last))
+        })?;
+        if let Some(record) = &last {
+            self.chain.anchor(&record.head())?;
+        }
+        Ok((out, last))
     }
 
     /// Runs `f` on the connection's thread and waits for its answer.
@@ -207,19 +241,23 @@ impl Store for PostgresStore {
 
     fn put_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError> {
         let record = serde_json::to_value(incident).map_err(corrupt)?;
-        let (id, opened, summary) = (
-            incident.id.clone(),
-            incident.opened_at.to_rfc3339(),
-            incident.summary.clone(),
-        );
-        self.run(move |c| {
-            c.execute(
+        let after = incident.clone();
+        self.audited(move |tx| {
+            let before = tx
+                .query_opt(
+                    "SELECT record FROM incidents WHERE id = $1 FOR UPDATE",
+                    &[&after.id],
+                )?
+                .map(|row| decode::<IncidentRecord>(row.try_get(0)?))
+                .transpose()?;
+            tx.execute(
                 "INSERT INTO incidents(id, record, opened_at, summary) VALUES($1, $2, $3, $4)
                  ON CONFLICT(id) DO UPDATE SET record = excluded.record, summary = excluded.summary",
-                &[&id, &record, &opened, &summary],
+                &[&after.id, &record, &after.opened_at.to_rfc3339(), &after.summary],
             )?;
-            Ok(())
-        })
+            Ok(((), chained::incident_change(before.as_ref(), &after)))
+        })?;
+        Ok(())
     }
 
     fn incident(&self, id: &str) -> Result<IncidentRecord, StoreError> {
@@ -291,37 +329,9 @@ impl Store for PostgresStore {
         kind: &str,
         body: &serde_json::Value,
     ) -> Result<AuditRecord, StoreError> {
-        let body_text = serde_json::to_string(body).map_err(corrupt)?;
-        let (incident, kind, body) = (incident.map(str::to_string), kind.to_string(), body.clone());
-        self.run(move |c| {
-            let mut tx = c.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])?;
-            let last = tx.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
-            let (seq, prev_hash) = match last {
-                Some(row) => {
-                    let s: i64 = row.try_get(0)?;
-                    (u64::try_from(s).unwrap_or(0) + 1, row.try_get::<_, String>(1)?)
-                }
-                None => (1, GENESIS.to_string()),
-            };
-            let at = chrono::Utc::now();
-            let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            let hash = record_hash(seq, &at_text, incident.as_deref(), &kind, &body_text, &prev_hash);
-            tx.execute(
-                "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES($1, $2, $3, $4, $5, $6, $7)",
-                &[&i64::try_from(seq).unwrap_or(i64::MAX), &at_text, &incident, &kind, &body_text, &prev_hash, &hash],
-            )?;
-            tx.commit()?;
-            Ok(AuditRecord {
-                seq,
-                at,
-                incident,
-                kind,
-                body,
-                prev_hash,
-                hash,
-            })
-        })
+        let entry = chained::Entry::new(incident, kind, body.clone());
+        let ((), record) = self.audited(move |_| Ok(((), vec![entry])))?;
+        record.ok_or_else(|| StoreError::Db("the audit record was not written".into()))
     }
 
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
@@ -336,14 +346,15 @@ impl Store for PostgresStore {
         self.audit_where("kind = ANY($1)", Some(kinds))
     }
 
-    fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
-        self.run(|c| {
+    fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError> {
+        let (chain, expected) = (self.chain.clone(), expected.cloned());
+        self.run(move |c| {
             let rows = c.query(
                 "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit ORDER BY seq",
                 &[],
             )?;
             let rows: Vec<StoredRow> = rows.iter().map(stored_row).collect::<Result<_, _>>()?;
-            Ok(verify_rows(rows))
+            Ok(verify_rows(rows, &chain, expected.as_ref()))
         })
     }
 
@@ -372,21 +383,22 @@ impl Store for PostgresStore {
 
     fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         let record = serde_json::to_value(approval).map_err(corrupt)?;
-        let (id, at) = (approval.id.clone(), approval.requested_at.to_rfc3339());
-        self.run(move |c| {
-            let inserted = c.execute(
+        let approval = approval.clone();
+        self.audited(move |tx| {
+            let inserted = tx.execute(
                 "INSERT INTO approvals(id, record, requested_at) VALUES($1, $2, $3)
                  ON CONFLICT(id) DO NOTHING",
-                &[&id, &record, &at],
+                &[&approval.id, &record, &approval.requested_at.to_rfc3339()],
             )?;
             if inserted == 0 {
                 return Err(StoreError::Exists {
                     what: "approval",
-                    id,
+                    id: approval.id.clone(),
                 });
             }
-            Ok(())
-        })
+            Ok(((), vec![chained::approval_state(&approval)]))
+        })?;
+        Ok(())
     }
 
     fn decide_approval(
@@ -397,8 +409,7 @@ impl Store for PostgresStore {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Approval, StoreError> {
         let (id, by) = (id.to_string(), by.to_string());
-        self.run(move |c| {
-            let mut tx = c.transaction()?;
+        let (decided, _) = self.audited(move |tx| {
             // The row lock makes a concurrent decider wait, then see this one.
             let row = tx
                 .query_opt(
@@ -416,9 +427,10 @@ impl Store for PostgresStore {
                 "UPDATE approvals SET record = $2 WHERE id = $1",
                 &[&id, &record],
             )?;
-            tx.commit()?;
-            Ok(decided)
-        })
+            let entry = chained::approval_state(&decided);
+            Ok((decided, vec![entry]))
+        })?;
+        Ok(decided)
     }
 
     fn approval(&self, id: &str) -> Result<Approval, StoreError> {
@@ -455,26 +467,32 @@ impl Store for PostgresStore {
         })
     }
 
-    fn put_guard_state(&self, state: &serde_json::Value) -> Result<(), StoreError> {
+    fn put_guard_state(
+        &self,
+        state: &serde_json::Value,
+        record: Option<chained::Entry>,
+    ) -> Result<(), StoreError> {
         let text = state.to_string();
-        self.run(move |c| {
-            c.execute(
+        self.audited(move |tx| {
+            tx.execute(
                 "INSERT INTO guard_state(id, state) VALUES(1, $1) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
                 &[&text],
             )?;
-            Ok(())
-        })
+            Ok(((), record.into_iter().collect()))
+        })?;
+        Ok(())
     }
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError> {
         let (incident, markdown) = (incident.to_string(), markdown.to_string());
-        self.run(move |c| {
-            c.execute(
+        self.audited(move |tx| {
+            tx.execute(
                 "INSERT INTO reports(incident, markdown) VALUES($1, $2) ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown",
                 &[&incident, &markdown],
             )?;
-            Ok(())
-        })
+            Ok(((), vec![chained::report(&incident, &markdown)]))
+        })?;
+        Ok(())
     }
 
     fn report(&self, incident: &str) -> Result<String, StoreError> {
@@ -492,4 +510,39 @@ impl Store for PostgresStore {
             }
         })
     }
+}
+
+/// Appends one record inside the caller's transaction (which holds the
+/// advisory lock), linked to the last.
+fn append(
+    tx: &mut postgres::Transaction<'_>,
+    chain: &Chain,
+    entry: &chained::Entry,
+) -> Result<AuditRecord, StoreError> {
+    let body_text = serde_json::to_string(&entry.body).map_err(corrupt)?;
+    let last = tx.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
+    let (seq, prev_hash) = match last {
+        Some(row) => {
+            let s: i64 = row.try_get(0)?;
+            (u64::try_from(s).unwrap_or(0) + 1, row.try_get::<_, String>(1)?)
+        }
+        None => (1, GENESIS.to_string()),
+    };
+    let at = chrono::Utc::now();
+    let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let incident = entry.incident.as_deref();
+    let hash = chain.hash(seq, &at_text, incident, &entry.kind, &body_text, &prev_hash);
+    tx.execute(
+        "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES($1, $2, $3, $4, $5, $6, $7)",
+        &[&i64::try_from(seq).unwrap_or(i64::MAX), &at_text, &incident, &entry.kind, &body_text, &prev_hash, &hash],
+    )?;
+    Ok(AuditRecord {
+        seq,
+        at,
+        incident: entry.incident.clone(),
+        kind: entry.kind.clone(),
+        body: entry.body.clone(),
+        prev_hash,
+        hash,
+    })
 }

@@ -5,14 +5,19 @@
 //! agent mid-action. One connection behind a mutex: the agent's write rate is
 //! tiny next to SQLite's.
 
-use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, record_hash, verify_rows};
-use super::{Approval, IncidentRecord, Store, StoreError};
+use super::audit::{AuditRecord, AuditVerification, GENESIS, StoredRow, verify_rows};
+use super::chain::{Chain, Head};
+use super::{Approval, IncidentRecord, Store, StoreError, chained};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
 
+/// The database file in the data directory.
+pub const DB_FILE: &str = "runwarden.db";
+
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    chain: Chain,
 }
 
 const SCHEMA: &str = r#"
@@ -52,25 +57,54 @@ CREATE TABLE IF NOT EXISTS counters (
 "#;
 
 impl SqliteStore {
-    /// Opens (creating if needed) `runwarden.db` in `data_dir`.
+    /// Opens (creating if needed) `runwarden.db` in `data_dir`, its audit
+    /// chain keyed by `data_dir/audit.key` (created if needed).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Db(format!("{}: {e}", data_dir.display())))?;
-        let conn = Connection::open(data_dir.join("runwarden.db"))?;
-        Self::init(conn)
+        Self::open_with(data_dir, Chain::for_dir(data_dir, None, true)?)
+    }
+
+    /// Opens `runwarden.db` in `data_dir` with the given audit chain.
+    pub fn open_with(data_dir: &Path, chain: Chain) -> Result<Self, StoreError> {
+        let conn = Connection::open(data_dir.join(DB_FILE))?;
+        Self::init(conn, chain)
     }
 
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, Chain::ephemeral())
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(conn: Connection, chain: Chain) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            chain,
         })
+    }
+
+    /// Runs `change` and appends the audit records it returns in one
+    /// IMMEDIATE transaction, then anchors the new head: the change and its
+    /// record commit together or not at all.
+    fn audited<T>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<(T, Vec<chained::Entry>), StoreError>,
+    ) -> Result<(T, Option<AuditRecord>), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (out, entries) = change(&tx)?;
+        let mut last = None;
+        for entry in entries {
+            last = Some(append(&tx, &self.chain, &entry)?);
+        }
+        tx.commit()?;
+        drop(conn);
+        if let Some(record) = &last {
+            self.chain.anchor(&record.head())?;
+        }
+        Ok((out, last))
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -165,21 +199,29 @@ impl Store for SqliteStore {
     fn put_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError> {
         let text =
             serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO incidents(id, record, opened_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            params![incident.id, text, incident.opened_at.to_rfc3339()],
-        )?;
-        tx.execute(
-            "DELETE FROM incident_text WHERE id = ?1",
-            params![incident.id],
-        )?;
-        tx.execute(
-            "INSERT INTO incident_text(id, summary) VALUES(?1, ?2)",
-            params![incident.id, incident.summary],
-        )?;
-        tx.commit()?;
+        self.audited(|tx| {
+            let before: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM incidents WHERE id = ?1",
+                    params![incident.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let before = before.map(|t| decode_incident(&t)).transpose()?;
+            tx.execute(
+                "INSERT INTO incidents(id, record, opened_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                params![incident.id, text, incident.opened_at.to_rfc3339()],
+            )?;
+            tx.execute(
+                "DELETE FROM incident_text WHERE id = ?1",
+                params![incident.id],
+            )?;
+            tx.execute(
+                "INSERT INTO incident_text(id, summary) VALUES(?1, ?2)",
+                params![incident.id, incident.summary],
+            )?;
+            Ok(((), chained::incident_change(before.as_ref(), incident)))
+        })?;
         Ok(())
     }
 
@@ -254,36 +296,9 @@ impl Store for SqliteStore {
         kind: &str,
         body: &serde_json::Value,
     ) -> Result<AuditRecord, StoreError> {
-        let body_text =
-            serde_json::to_string(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let at = chrono::Utc::now();
-        let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // Cached statements: an append is on every action's path.
-        let last: Option<(i64, String)> = tx
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (seq, prev_hash) = match last {
-            Some((s, h)) => (u64::try_from(s).unwrap_or(0) + 1, h),
-            None => (1, GENESIS.to_string()),
-        };
-        let hash = record_hash(seq, &at_text, incident, kind, &body_text, &prev_hash);
-        tx.prepare_cached(
-            "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), at_text, incident, kind, body_text, prev_hash, hash])?;
-        tx.commit()?;
-        Ok(AuditRecord {
-            seq,
-            at,
-            incident: incident.map(str::to_string),
-            kind: kind.to_string(),
-            body: body.clone(),
-            prev_hash,
-            hash,
-        })
+        let entry = chained::Entry::new(incident, kind, body.clone());
+        let ((), record) = self.audited(|_| Ok(((), vec![entry])))?;
+        record.ok_or_else(|| StoreError::Db("the audit record was not written".into()))
     }
 
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
@@ -295,14 +310,14 @@ impl Store for SqliteStore {
         self.audit_where("kind IN (SELECT value FROM json_each(?1))", &kinds)
     }
 
-    fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+    fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit ORDER BY seq",
         )?;
         let rows = stmt.query_map([], stored_row)?;
         let rows: Vec<StoredRow> = rows.collect::<Result<_, _>>()?;
-        Ok(verify_rows(rows))
+        Ok(verify_rows(rows, &self.chain, expected))
     }
 
     fn probe_write(&self) -> Result<(), StoreError> {
@@ -325,16 +340,19 @@ impl Store for SqliteStore {
     fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         let text =
             serde_json::to_string(approval).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let inserted = self.conn()?.execute(
-            "INSERT INTO approvals(id, record, requested_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
-            params![approval.id, text, approval.requested_at.to_rfc3339()],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::Exists {
-                what: "approval",
-                id: approval.id.clone(),
-            });
-        }
+        self.audited(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO approvals(id, record, requested_at) VALUES(?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
+                params![approval.id, text, approval.requested_at.to_rfc3339()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Exists {
+                    what: "approval",
+                    id: approval.id.clone(),
+                });
+            }
+            Ok(((), vec![chained::approval_state(approval)]))
+        })?;
         Ok(())
     }
 
@@ -345,19 +363,20 @@ impl Store for SqliteStore {
         by: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Approval, StoreError> {
-        let mut conn = self.conn()?;
         // IMMEDIATE takes the write lock first, so another process deciding
         // the same approval waits and then sees this decision.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current = read_approval(&tx, id)?;
-        let decided = super::decide(current, to, by, at)?;
-        let text =
-            serde_json::to_string(&decided).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            "UPDATE approvals SET record = ?2 WHERE id = ?1",
-            params![id, text],
-        )?;
-        tx.commit()?;
+        let (decided, _) = self.audited(|tx| {
+            let current = read_approval(tx, id)?;
+            let decided = super::decide(current, to, by, at)?;
+            let text =
+                serde_json::to_string(&decided).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "UPDATE approvals SET record = ?2 WHERE id = ?1",
+                params![id, text],
+            )?;
+            let entry = chained::approval_state(&decided);
+            Ok((decided, vec![entry]))
+        })?;
         Ok(decided)
     }
 
@@ -386,19 +405,29 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    fn put_guard_state(&self, state: &serde_json::Value) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO guard_state(id, state) VALUES(1, ?1) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
-            params![state.to_string()],
-        )?;
+    fn put_guard_state(
+        &self,
+        state: &serde_json::Value,
+        record: Option<chained::Entry>,
+    ) -> Result<(), StoreError> {
+        self.audited(|tx| {
+            tx.execute(
+                "INSERT INTO guard_state(id, state) VALUES(1, ?1) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+                params![state.to_string()],
+            )?;
+            Ok(((), record.into_iter().collect()))
+        })?;
         Ok(())
     }
 
     fn put_report(&self, incident: &str, markdown: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO reports(incident, markdown) VALUES(?1, ?2) ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown",
-            params![incident, markdown],
-        )?;
+        self.audited(|tx| {
+            tx.execute(
+                "INSERT INTO reports(incident, markdown) VALUES(?1, ?2) ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown",
+                params![incident, markdown],
+            )?;
+            Ok(((), vec![chained::report(incident, markdown)]))
+        })?;
         Ok(())
     }
 
@@ -415,6 +444,42 @@ impl Store for SqliteStore {
             id: incident.to_string(),
         })
     }
+}
+
+/// Appends one record inside the caller's transaction, linked to the last.
+fn append(
+    tx: &Connection,
+    chain: &Chain,
+    entry: &chained::Entry,
+) -> Result<AuditRecord, StoreError> {
+    let body_text =
+        serde_json::to_string(&entry.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let at = chrono::Utc::now();
+    let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Cached statements: an append is on every action's path.
+    let last: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((s, h)) => (u64::try_from(s).unwrap_or(0) + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let incident = entry.incident.as_deref();
+    let hash = chain.hash(seq, &at_text, incident, &entry.kind, &body_text, &prev_hash);
+    tx.prepare_cached(
+        "INSERT INTO audit(seq, at, incident, kind, body, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), at_text, incident, entry.kind, body_text, prev_hash, hash])?;
+    Ok(AuditRecord {
+        seq,
+        at,
+        incident: entry.incident.clone(),
+        kind: entry.kind.clone(),
+        body: entry.body.clone(),
+        prev_hash,
+        hash,
+    })
 }
 
 // The store's tests are shared with PostgreSQL: tests/stores.rs.
