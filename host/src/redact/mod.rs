@@ -219,3 +219,100 @@ mod tests {
         assert_eq!(normalise("a%3Db%ZZ%0A"), "a=b%ZZ%0A");
     }
 }
+
+/// The corpus of `tests/fixtures/secret-corpus.toml`: fake secrets in real
+/// formats, each in the context it shows up in. Shared by the unit test
+/// below and the end-to-end test (`tests/redaction.rs`).
+#[doc(hidden)]
+pub mod corpus {
+    #[derive(serde::Deserialize)]
+    pub struct Corpus {
+        pub secret: Vec<Secret>,
+        pub benign: Vec<Benign>,
+    }
+
+    #[derive(serde::Deserialize)]
+    pub struct Secret {
+        pub format: String,
+        pub rule: String,
+        pub value: String,
+        context: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    pub struct Benign {
+        pub text: String,
+    }
+
+    impl Secret {
+        /// The context with its placeholder filled in.
+        pub fn text(&self) -> String {
+            let zw: String = self
+                .value
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    if i == 10 {
+                        vec!['\u{200B}', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            let pct: String = self
+                .value
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            self.context
+                .replace("{value_zw}", &zw)
+                .replace("{value_pct}", &pct)
+                .replace("{value}", &self.value)
+        }
+
+        /// Pieces of the secret that must not survive: the whole value
+        /// and a 12-character slice from its middle (its start may be a
+        /// public prefix such as `-----BEGIN RSA`).
+        pub fn pieces(&self) -> Vec<String> {
+            let chars: Vec<char> = self.value.chars().collect();
+            let mid = chars.len() / 2;
+            let slice: String = chars[mid.saturating_sub(6)..(mid + 6).min(chars.len())]
+                .iter()
+                .collect();
+            vec![self.value.clone(), slice]
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Corpus, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::*;
+
+    #[test]
+    fn every_format_of_the_corpus_is_hidden_and_every_ordinary_line_kept() {
+        let corpus = corpus::parse(include_str!("../../../tests/fixtures/secret-corpus.toml"))
+            .expect("the corpus parses");
+        assert!(corpus.secret.len() >= 40, "{} formats", corpus.secret.len());
+        let mut leaks = Vec::new();
+        for s in &corpus.secret {
+            let out = redact(&s.text());
+            if s.pieces().iter().any(|p| out.contains(p.as_str())) {
+                leaks.push(format!("{} ({}): {out}", s.format, s.rule));
+            }
+        }
+        assert!(leaks.is_empty(), "{} leaked:\n{}", leaks.len(), leaks.join("\n"));
+        for b in &corpus.benign {
+            assert_eq!(redact(&b.text), b.text);
+        }
+    }
+}
