@@ -422,3 +422,156 @@ async fn an_unauthenticated_flood_cannot_spend_the_valid_senders_rate_budget() {
         "{counters}"
     );
 }
+
+/// Writes `head` on a fresh connection, then waits for the answer (or the
+/// close) at most `wait`; returns what came back and how long it took.
+async fn raw_exchange(base: &str, head: &[u8], wait: Duration) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(head).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, stream.read(&mut answer))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    (
+        String::from_utf8_lossy(&answer[..n]).into_owned(),
+        started.elapsed(),
+    )
+}
+
+async fn healthz_within(base: &str, limit: Duration) {
+    let started = std::time::Instant::now();
+    let (status, _) = http("GET", &format!("{base}/healthz"), &[], vec![]).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < limit, "/healthz took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_headers_slow_headers_and_slow_bodies_are_cut_off_cheaply() {
+    let s = setup(|_, t| t);
+    let config = ServeConfig {
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        ..alertmanager_needs(WebhookAuth::authorization("Bearer am-secret-0123456789"))
+    };
+    let (base, _server) = start(&s, config).await;
+
+    // 10,000 signature entries (~700 KB of header): refused on size, at once.
+    let entries = vec!["v1=00"; 10_000].join(",");
+    let head = format!(
+        "POST /webhooks/pagerduty HTTP/1.1\r\nHost: x\r\nX-PagerDuty-Signature: {entries}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let (answer, took) = raw_exchange(&base, head.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let many = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>();
+    let (answer, _) = raw_exchange(
+        &base,
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "too many header fields: {answer}");
+
+    // Headers that never finish: the connection is closed at the deadline,
+    // and the server answers others meanwhile.
+    let trickle = tokio::spawn({
+        let base = base.clone();
+        async move {
+            raw_exchange(&base, b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10)).await
+        }
+    });
+    healthz_within(&base, Duration::from_millis(500)).await;
+    let (answer, took) = trickle.await.unwrap();
+    assert!(took < Duration::from_secs(4), "closed after {took:?}: {answer:?}");
+
+    // No credential: refused on the headers, the announced megabyte unread.
+    let (answer, took) = raw_exchange(
+        &base,
+        b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{\"alerts\":[",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(took < Duration::from_millis(900), "answered before any body deadline: {took:?}");
+
+    // With the credential, a body that stalls is answered 408 at its deadline.
+    let (answer, took) = raw_exchange(
+        &base,
+        b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer am-secret-0123456789\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"alerts\":[",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    healthz_within(&base, Duration::from_millis(500)).await;
+}
+
+/// An Alertmanager group post of `n` alerts, each on its own node-less
+/// service (so each is its own group), about `bytes_per_alert` long.
+fn storm_post(n: usize, first: usize) -> Vec<u8> {
+    let alerts: Vec<serde_json::Value> = (first..first + n)
+        .map(|i| {
+            serde_json::json!({"status": "firing", "fingerprint": format!("storm{i}"),
+                "labels": {"alertname": "KubePodCrashLooping", "namespace": format!("ns{}", i % 40), "service": format!("svc{i}"),
+                           "pod": format!("svc{i}-7d9f8c6b5-x2x9k"), "container": "app", "severity": "warning", "job": "kube-state-metrics"},
+                "annotations": {"description": format!("Pod ns{}/svc{i}-7d9f8c6b5-x2x9k (app) is in waiting state (reason: CrashLoopBackOff).", i % 40),
+                                "runbook_url": "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping", "summary": "Pod is crash looping."},
+                "startsAt": "2026-12-02T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.monitoring:9090/graph?g0.expr=max_over_time%28kube_pod_container_status_waiting_reason%5B5m%5D%29+%3E%3D+1"})
+        })
+        .collect();
+    serde_json::json!({"version": "4", "status": "firing", "receiver": "runwarden", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}",
+        "alerts": alerts, "truncatedAlerts": 0})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_over_the_body_limit_is_accepted_as_far_as_it_fits_and_the_overflow_opens_an_incident() {
+    let s = setup(|_, t| t);
+    let config = ServeConfig {
+        max_body_bytes: 256 * 1024,
+        grouping: GroupingConfig {
+            group_wait_ms: 60_000,
+            ..GroupingConfig::default()
+        },
+        ..quick()
+    };
+    let (base, server) = start(&s, config).await;
+    let body = storm_post(2_000, 0);
+    assert!(body.len() > 256 * 1024, "{} bytes", body.len());
+    let (status, answer) = http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let accepted = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["accepted"]
+        .as_u64()
+        .unwrap();
+    // The whole alerts before the cut, plus the one standing for the rest.
+    assert!(accepted > 100 && accepted < 2_000, "{accepted}");
+    let counters = intake_counters(&base).await;
+    assert_eq!(counters["alertmanager"]["alerts"], accepted);
+    let grouper = server.grouper.lock().unwrap();
+    let overflow = grouper
+        .groups()
+        .flat_map(|g| g.alerts.values())
+        .find(|a| a.name == "RunwardenIntakeOverflow")
+        .expect("the overflow is filed as an alert of its own");
+    assert!(
+        overflow.annotations["description"].contains(&format!("the {} whole alerts", accepted - 1)),
+        "{:?}",
+        overflow.annotations
+    );
+    // Every accepted alert is in some group.
+    let filed: usize = grouper.groups().map(|g| g.alerts.len()).sum();
+    assert_eq!(filed as u64, accepted);
+}

@@ -23,6 +23,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     group_by: Vec<String>,
+    /// Labels that name a shared cause (comma-separated): alerts carrying
+    /// one of them group by its value alone, across namespaces and alert
+    /// names (one node down: one incident). Empty to switch off.
+    #[arg(long, default_value = "node", value_delimiter = ',')]
+    correlate_by: Vec<String>,
+    /// At most this many escalations page people per --paging-window-s;
+    /// the next one sends one summary page, the rest are audited only.
+    #[arg(long, default_value_t = 5)]
+    paging_budget: usize,
+    #[arg(long, default_value_t = 600)]
+    paging_window_s: u64,
     /// Seconds after which a new firing of an escalated incident's group
     /// opens a new incident (a resolved incident's group reopens at once).
     #[arg(long, default_value_t = 300)]
@@ -30,9 +41,18 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight incidents may take to finish.
     #[arg(long, default_value_t = 30)]
     drain_s: u64,
-    /// Largest webhook body, in bytes.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Largest webhook body read, in bytes. An Alertmanager or Grafana post
+    /// over it is accepted as far as it fits (whole alerts) and the
+    /// overflow opens an incident; other senders get 413.
+    #[arg(long, default_value_t = runwarden::server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Seconds a webhook body may take to arrive (then 408).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_s: u64,
+    /// Seconds a request's headers may take to arrive (then the connection
+    /// is closed).
+    #[arg(long, default_value_t = 10)]
+    header_timeout_s: u64,
     /// Access file: API tokens and roles, webhook credentials, rate limits.
     /// Without one the API and every webhook are refused.
     #[arg(long)]
@@ -92,6 +112,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let agent = cli
         .open_agent(AgentConfig {
             llm: runwarden::analysis::llm::LlmConfig::from_env().map_err(anyhow::Error::msg)?,
+            paging: runwarden::pipeline::escalate::PagingBudget {
+                max_pages: args.paging_budget,
+                window: std::time::Duration::from_secs(args.paging_window_s),
+            },
             ..AgentConfig::default()
         })
         .await?;
@@ -133,10 +157,13 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         leadership,
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),
+            correlate_by: args.correlate_by.iter().filter(|l| !l.is_empty()).cloned().collect(),
             group_wait_ms: args.group_wait_ms,
             ..GroupingConfig::default()
         },
         max_body_bytes: args.max_body_bytes,
+        body_timeout: std::time::Duration::from_secs(args.body_timeout_s.max(1)),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_s.max(1)),
         refire_after: std::time::Duration::from_secs(args.refire_after_s),
         access,
         ..ServeConfig::default()

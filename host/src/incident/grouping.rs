@@ -4,6 +4,10 @@
 //! Later alerts join the open incident; when every alert of a group has
 //! resolved, the incident resolves.
 //!
+//! Alerts that name a shared cause — a `node` label by default
+//! (`correlate_by`) — group by that value alone, whatever their namespace
+//! or alert name: a node going down is one incident, not one per namespace.
+//!
 //! Memory is bounded during a storm: at most `max_groups` groups and
 //! `max_alerts_per_group` alerts kept per group. Nothing is dropped
 //! silently: alerts beyond a group's cap are counted on the group, and new
@@ -17,6 +21,10 @@ use std::collections::{BTreeMap, HashMap};
 pub struct GroupingConfig {
     #[serde(default = "default_group_by")]
     pub group_by: Vec<String>,
+    /// Labels naming a shared cause; the first an alert carries is its
+    /// group key.
+    #[serde(default = "default_correlate_by")]
+    pub correlate_by: Vec<String>,
     #[serde(default = "default_group_wait_ms")]
     pub group_wait_ms: u64,
     #[serde(default = "default_max_groups")]
@@ -27,6 +35,9 @@ pub struct GroupingConfig {
 
 fn default_group_by() -> Vec<String> {
     vec!["alertname".into(), "namespace".into(), "service".into()]
+}
+fn default_correlate_by() -> Vec<String> {
+    vec!["node".into()]
 }
 fn default_group_wait_ms() -> u64 {
     30_000
@@ -42,6 +53,7 @@ impl Default for GroupingConfig {
     fn default() -> Self {
         GroupingConfig {
             group_by: default_group_by(),
+            correlate_by: default_correlate_by(),
             group_wait_ms: default_group_wait_ms(),
             max_groups: default_max_groups(),
             max_alerts_per_group: default_max_alerts(),
@@ -112,6 +124,15 @@ impl Grouper {
     }
 
     pub fn key_of(&self, alert: &Alert) -> GroupKey {
+        if let Some((label, value)) = self.config.correlate_by.iter().find_map(|l| {
+            alert
+                .labels
+                .get(l)
+                .filter(|v| !v.is_empty())
+                .map(|v| (l, v))
+        }) {
+            return vec![(format!("shared {label}"), value.clone())];
+        }
         self.config
             .group_by
             .iter()
@@ -267,6 +288,60 @@ mod tests {
                 resolved: true
             }
         );
+    }
+
+    #[test]
+    fn alerts_naming_one_node_are_one_group_across_namespaces_and_names() {
+        let mut g = Grouper::new(GroupingConfig::default());
+        for (i, (name, ns)) in [("KubePodNotReady", "payments"), ("KubePodNotReady", "checkout"), ("NodeNotReady", "")]
+            .iter()
+            .enumerate()
+        {
+            let mut a = alert(name, "svc", &format!("n{i}"), Status::Firing);
+            a.labels.insert("namespace".into(), ns.to_string());
+            a.labels.insert("node".into(), "worker-3".into());
+            g.ingest(a, 0);
+        }
+        let mut other = alert("KubePodNotReady", "svc", "x", Status::Firing);
+        other.labels.insert("node".into(), "worker-4".into());
+        g.ingest(other, 0);
+        let due = g.due(30_000);
+        assert_eq!(due.len(), 2, "{due:?}");
+        let sizes: Vec<usize> = due.iter().filter_map(|k| g.group(k)).map(|x| x.alerts.len()).collect();
+        assert!(sizes.contains(&3), "{sizes:?}");
+    }
+
+    #[test]
+    fn group_memory_stays_bounded_under_long_churn() {
+        // 200,000 groups fire, become incidents, resolve and are freed, a
+        // thousand at a time, while one long-lived group stays open.
+        let mut g = Grouper::new(GroupingConfig {
+            max_groups: 2_000,
+            ..GroupingConfig::default()
+        });
+        g.ingest(alert("Steady", "core", "steady", Status::Firing), 0);
+        let mut now = 0;
+        let mut most = 0;
+        for round in 0..200 {
+            for i in 0..1_000 {
+                g.ingest(alert("Churn", &format!("svc{round}-{i}"), &format!("f{round}-{i}"), Status::Firing), now);
+            }
+            now += 30_000;
+            for (n, key) in g.due(now).into_iter().enumerate() {
+                g.opened(&key, &format!("INC-{round}-{n}"));
+            }
+            most = most.max(g.groups().count());
+            for i in 0..1_000 {
+                let a = alert("Churn", &format!("svc{round}-{i}"), &format!("f{round}-{i}"), Status::Resolved);
+                let key = g.key_of(&a);
+                if let Ingested::Incident { resolved: true, .. } = g.ingest(a, now) {
+                    g.close(&key);
+                }
+            }
+        }
+        assert_eq!(g.groups().count(), 1, "only the open group is remembered");
+        assert!(most <= 1_001, "at most one round's groups at once: {most}");
+        assert_eq!(g.counters.overflowed, 0, "freed slots are reused: no overflow");
     }
 
     #[test]

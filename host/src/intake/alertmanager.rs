@@ -62,8 +62,18 @@ pub fn parse(body: &[u8]) -> Result<Delivery, IntakeError> {
             });
         }
     };
-    let mut alerts = Vec::with_capacity(env.alerts.len());
-    for (i, raw) in env.alerts.into_iter().enumerate() {
+    let alerts = convert(sender, env.alerts)?;
+    Ok(Delivery {
+        alerts,
+        group_key: env.group_key,
+        truncated: env.truncated_alerts,
+    })
+}
+
+/// Raw alerts as [`Alert`]s (redacted), naming the first bad field.
+fn convert(sender: Sender, raws: Vec<RawAlert>) -> Result<Vec<Alert>, IntakeError> {
+    let mut alerts = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.into_iter().enumerate() {
         let field = |name: &str| format!("alerts[{i}].{name}");
         let status = match raw.status.as_str() {
             "firing" => Status::Firing,
@@ -112,11 +122,74 @@ pub fn parse(body: &[u8]) -> Result<Delivery, IntakeError> {
         }
         .redacted());
     }
-    Ok(Delivery {
-        alerts,
-        group_key: env.group_key,
-        truncated: env.truncated_alerts,
-    })
+    Ok(alerts)
+}
+
+/// Alerts read from the start of a body cut at the size limit: every alert
+/// that arrived whole, in order, and how many bytes were left unread. A
+/// storm larger than the limit is accepted as far as it fits, never lost
+/// whole. The cut is expected to fall inside the `alerts` array (it is
+/// the envelope's bulk); an error other than the cut is still an error.
+pub fn parse_prefix(prefix: &[u8], sender: Sender) -> Result<Vec<Alert>, IntakeError> {
+    use serde::de::DeserializeSeed;
+    let mut raws = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(prefix);
+    match (Collect(&mut raws)).deserialize(&mut de) {
+        Ok(()) => {}
+        Err(e) if e.is_eof() => {}
+        Err(e) => return Err(json_error(sender, &e)),
+    }
+    convert(sender, raws)
+}
+
+/// Deserialises an envelope keeping only its alerts, each pushed as soon
+/// as it is whole (so a cut body still yields the alerts before the cut).
+struct Collect<'a>(&'a mut Vec<RawAlert>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Collect<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Collect<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a webhook envelope")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "alerts" {
+                map.next_value_seed(Each(&mut *self.0))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Each<'a>(&'a mut Vec<RawAlert>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Each<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Each<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of alerts")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(alert) = seq.next_element::<RawAlert>()? {
+            self.0.push(alert);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +309,25 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(e.contains("alerts[0].labels.alertname"), "{e}");
+    }
+
+    #[test]
+    fn a_body_cut_at_the_limit_yields_every_whole_alert_before_the_cut() {
+        let alert = |i: usize| {
+            format!(
+                r#"{{"status":"firing","labels":{{"alertname":"NodeDown","node":"n{i}"}},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"f{i}"}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"receiver":"r","status":"firing","alerts":[{}],"version":"4","groupKey":"g"}}"#,
+            (0..100).map(alert).collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(parse_prefix(body.as_bytes(), Sender::Alertmanager).unwrap().len(), 100);
+        let cut = body.find("\"n42\"").unwrap();
+        let got = parse_prefix(&body.as_bytes()[..cut], Sender::Alertmanager).unwrap();
+        assert_eq!(got.len(), 42);
+        assert_eq!(got[41].fingerprint, "f41");
+        assert!(parse_prefix(b"{\"alerts\": [}", Sender::Alertmanager).is_err());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub verify_timeout: Option<Duration>,
     /// The LLM planner; `None` means the runbook planner decides alone.
     pub llm: Option<crate::analysis::llm::LlmConfig>,
+    /// At most this many escalations page people per window; the rest of a
+    /// storm is summarised in one page (`escalate.rs`).
+    pub paging: escalate::PagingBudget,
 }
 
 impl Default for AgentConfig {
@@ -51,6 +54,7 @@ impl Default for AgentConfig {
             verify_interval: Duration::from_secs(10),
             verify_timeout: None,
             llm: None,
+            paging: escalate::PagingBudget::default(),
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct Agent {
     pub autonomy: AutonomyPolicy,
     pub guard: Mutex<GuardState>,
     pub config: AgentConfig,
+    /// When escalations paged, for the paging budget.
+    pub pages: Mutex<escalate::PageLog>,
 }
 
 /// What became of an incident.
@@ -632,6 +638,7 @@ impl Agent {
                 autonomy,
                 guard: Mutex::new(guard),
                 config,
+                pages: Mutex::default(),
             },
             problems,
         ))

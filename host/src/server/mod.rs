@@ -10,6 +10,7 @@
 pub mod access;
 mod api;
 mod health;
+pub mod listen;
 mod webhooks;
 
 pub use health::Check;
@@ -27,8 +28,13 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub grouping: GroupingConfig,
-    /// Largest webhook body accepted.
+    /// Largest webhook body read; an Alertmanager body over it is accepted
+    /// as far as it fits (see `webhooks.rs`).
     pub max_body_bytes: usize,
+    /// How long a webhook's body may take to arrive.
+    pub body_timeout: Duration,
+    /// How long a request's headers may take to arrive.
+    pub header_timeout: Duration,
     /// API tokens, webhook credentials and rate limits.
     pub access: Access,
     /// How often due groups are turned into incidents.
@@ -48,7 +54,9 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             grouping: GroupingConfig::default(),
-            max_body_bytes: 1 << 20,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             access: Access::default(),
             flush_every: Duration::from_millis(500),
             leadership: crate::leader::Leadership::single(),
@@ -56,6 +64,10 @@ impl Default for ServeConfig {
         }
     }
 }
+
+/// Room for a storm of ~10,000 alerts in one Alertmanager post (a realistic
+/// alert is ~0.9 KB: BENCHMARKS.md).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 
 pub struct Server {
     pub agent: Arc<Agent>,
@@ -174,7 +186,7 @@ impl Server {
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
-        webhooks::routes(self.config.max_body_bytes)
+        webhooks::routes()
             .merge(api::routes())
             .merge(health::routes())
             .with_state(self.clone())
@@ -422,7 +434,8 @@ impl Server {
     /// unanswered approvals) runs alongside.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         self.spawn_background();
-        axum::serve(listener, self.router()).await
+        let timeout = self.config.header_timeout;
+        listen::serve(listener, self.router(), timeout, std::future::pending()).await
     }
 
     /// Like [`Server::serve`], until SIGTERM or SIGINT; then drains: no new
@@ -436,9 +449,8 @@ impl Server {
     ) -> std::io::Result<usize> {
         let server = self.clone();
         self.spawn_background();
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(terminated())
-            .await?;
+        let timeout = self.config.header_timeout;
+        listen::serve(listener, self.router(), timeout, terminated()).await?;
         tracing::warn!("signal received: draining (new connections refused)");
         let opened = server.flush_all();
         if !opened.is_empty() {

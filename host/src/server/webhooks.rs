@@ -1,39 +1,89 @@
-//! The intake endpoints: one per sender, each with a body limit, a rate
-//! limit, and its own credential check before the body is parsed.
+//! The intake endpoints: one per sender, each with its own credential
+//! check and rate limit, both on the headers alone, before a byte of the
+//! body is read. Then the body is read against a size limit and a deadline:
+//! a slow sender cannot hold a connection, and an Alertmanager storm larger
+//! than the limit is accepted as far as it fits (whole alerts), with the
+//! overflow opened as an incident of its own, never lost whole.
 
 use super::access::{OPSGENIE_SECRET_HEADER, Refusal, Source};
 use super::{IntakeEvent, Server};
 use crate::intake::{IntakeError, alertmanager, opsgenie, pagerduty};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::sync::Arc;
 
-pub fn routes(max_body: usize) -> Router<Arc<Server>> {
+pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/webhooks/alertmanager", post(alertmanager_hook))
         .route("/webhooks/grafana", post(grafana_hook))
         .route("/webhooks/pagerduty", post(pagerduty_hook))
         .route("/webhooks/opsgenie", post(opsgenie_hook))
-        .layer(DefaultBodyLimit::max(max_body))
-        // One error shape everywhere: the body limit's 413 as JSON too.
-        .layer(axum::middleware::map_response(
-            move |r: Response| async move {
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    json_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "the body is over the {max_body}-byte limit (serve --max-body-bytes)"
-                        ),
-                    )
-                } else {
-                    r
+}
+
+/// A body as read against the limit and the deadline.
+enum Read {
+    Whole(Bytes),
+    /// The first `limit` bytes; the rest was not read.
+    OverLimit(Bytes),
+    Refused(Response),
+}
+
+/// Reads at most `limit` bytes of `body`, within `deadline` in all.
+async fn read_body(body: Body, limit: usize, deadline: std::time::Duration) -> Read {
+    use http_body_util::BodyExt;
+    let read = async move {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    return Read::Refused(json_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body could not be read: {e}"),
+                    ));
                 }
-            },
-        ))
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let room = limit - buf.len();
+            if data.len() > room {
+                buf.extend_from_slice(&data[..room]);
+                return Read::OverLimit(buf.freeze());
+            }
+            buf.extend_from_slice(&data);
+        }
+        Read::Whole(buf.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(read) => read,
+        Err(_) => Read::Refused(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s (serve --body-timeout-s)",
+                deadline.as_secs()
+            ),
+        )),
+    }
+}
+
+/// The whole body or a refusal: for senders whose body is signed or small
+/// (PagerDuty, OpsGenie), a cut body is useless.
+async fn whole_body(server: &Server, body: Body) -> Result<Bytes, Response> {
+    let limit = server.config.max_body_bytes;
+    match read_body(body, limit, server.config.body_timeout).await {
+        Read::Whole(b) => Ok(b),
+        Read::OverLimit(_) => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {limit}-byte limit (serve --max-body-bytes)"),
+        )),
+        Read::Refused(r) => Err(r),
+    }
 }
 
 fn json_error(status: StatusCode, message: String) -> Response {
@@ -166,38 +216,112 @@ fn accepted(
 async fn alertmanager_hook(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    envelope(&server, Source::Alertmanager, &headers, &body)
+    envelope(&server, Source::Alertmanager, &headers, body).await
 }
 
 async fn grafana_hook(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    envelope(&server, Source::Grafana, &headers, &body)
+    envelope(&server, Source::Grafana, &headers, body).await
 }
 
 /// Alertmanager and Grafana share the webhook envelope.
-fn envelope(server: &Server, source: Source, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn envelope(server: &Server, source: Source, headers: &HeaderMap, body: Body) -> Response {
     if let Err(r) = admit(server, source, headers) {
         return r.into_response();
     }
-    match alertmanager::parse(body) {
-        Ok(d) => accepted(server, source, d.alerts, d.truncated),
-        Err(e) => refuse(server, source, StatusCode::BAD_REQUEST, &e),
+    let limit = server.config.max_body_bytes;
+    match read_body(body, limit, server.config.body_timeout).await {
+        Read::Whole(body) => match alertmanager::parse(&body) {
+            Ok(d) => accepted(server, source, d.alerts, d.truncated),
+            Err(e) => refuse(server, source, StatusCode::BAD_REQUEST, &e),
+        },
+        Read::OverLimit(prefix) => {
+            let sender = if source == Source::Grafana {
+                crate::intake::Sender::Grafana
+            } else {
+                crate::intake::Sender::Alertmanager
+            };
+            match alertmanager::parse_prefix(&prefix, sender) {
+                // Not one whole alert before the cut: nothing worth keeping.
+                Ok(alerts) if alerts.is_empty() => json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is over the {limit}-byte limit (serve --max-body-bytes) and holds no whole alert before it"
+                    ),
+                ),
+                Ok(mut alerts) => {
+                    let declared = headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    tracing::error!(
+                        source = source.name(),
+                        limit,
+                        kept = alerts.len(),
+                        declared,
+                        "a webhook body over the limit: the whole alerts before the cut are accepted, the overflow opens an incident"
+                    );
+                    alerts.push(overflow_alert(sender, limit, alerts.len(), declared));
+                    accepted(server, source, alerts, 0)
+                }
+                Err(e) => refuse(server, source, StatusCode::PAYLOAD_TOO_LARGE, &e),
+            }
+        }
+        Read::Refused(r) => r,
+    }
+}
+
+/// The alert that stands for the part of a storm over the body limit, so a
+/// human is told what was not read.
+fn overflow_alert(
+    sender: crate::intake::Sender,
+    limit: usize,
+    kept: usize,
+    declared: Option<u64>,
+) -> crate::intake::Alert {
+    let labels = [
+        ("alertname", "RunwardenIntakeOverflow"),
+        ("severity", "critical"),
+        ("source", if sender == crate::intake::Sender::Grafana { "grafana" } else { "alertmanager" }),
+    ];
+    let size = declared.map_or_else(|| "unknown".to_string(), |d| format!("{d} bytes"));
+    crate::intake::Alert {
+        sender,
+        name: "RunwardenIntakeOverflow".into(),
+        status: crate::intake::Status::Firing,
+        fingerprint: format!("runwarden-intake-overflow-{}", labels[2].1),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        annotations: [(
+            "description".to_string(),
+            format!(
+                "A webhook body ({size}) was over serve --max-body-bytes ({limit} bytes): the {kept} whole alerts before the limit were accepted; the rest were not read. See the sender's active alerts for the whole group, and raise the limit or set max_alerts in its webhook configuration."
+            ),
+        )]
+        .into_iter()
+        .collect(),
+        starts_at: chrono::Utc::now(),
+        ends_at: None,
+        generator_url: None,
     }
 }
 
 async fn opsgenie_hook(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(r) = admit(&server, Source::Opsgenie, &headers) {
         return r.into_response();
     }
+    let body = match whole_body(&server, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     match opsgenie::parse(&body) {
         Ok(alerts) => accepted(&server, Source::Opsgenie, alerts, 0),
         Err(e) => refuse(&server, Source::Opsgenie, StatusCode::BAD_REQUEST, &e),
@@ -207,12 +331,16 @@ async fn opsgenie_hook(
 async fn pagerduty_hook(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let source = Source::Pagerduty;
     if let Err(r) = admit(&server, source, &headers) {
         return r.into_response();
     }
+    let body = match whole_body(&server, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     // `admit` passed: either a signing secret is configured, or the access
     // file explicitly allows unsigned PagerDuty webhooks.
     if let Some(secret) = server
