@@ -400,6 +400,14 @@ async fn a_group_whose_incident_is_over_opens_a_new_incident_when_it_fires_again
         .collect();
     assert!(kinds.contains(&"recurrence".to_string()), "{kinds:?}");
     assert!(!kinds.contains(&"alert-update".to_string()), "{kinds:?}");
+    let link = agent
+        .store
+        .audit(Some("INC-2"))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "recurrence-of")
+        .expect("the new incident names the one before it");
+    assert_eq!(link.body["previous"], "INC-1");
 
     // Resolved alerts free the group; a third firing opens INC-3.
     let resolved = FIRING.replace("\"status\": \"firing\"", "\"status\": \"resolved\"");
@@ -470,8 +478,12 @@ mod full_disk {
         fn audit(&self, i: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
             self.inner.audit(i)
         }
-        fn audit_of_kinds(&self, k: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
-            self.inner.audit_of_kinds(k)
+        fn audit_of_kinds_since(
+            &self,
+            k: &[&str],
+            since: Option<chrono::DateTime<chrono::Utc>>,
+        ) -> Result<Vec<AuditRecord>, StoreError> {
+            self.inner.audit_of_kinds_since(k, since)
         }
         fn verify_chain(
             &self,

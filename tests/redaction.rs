@@ -120,7 +120,10 @@ async fn no_secret_of_the_corpus_reaches_the_api_the_audit_trail_the_index_the_l
         .output()
         .unwrap();
     let trail = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(trail.contains("alert-received") && trail.contains("\"prompt\""), "{trail}");
+    assert!(
+        trail.contains("alert-received") && trail.contains("\"prompt\""),
+        "{trail}"
+    );
     let mut database = Vec::new();
     for file in ["runwarden.db", "runwarden.db-wal"] {
         database.extend(std::fs::read(root.join("data").join(file)).unwrap_or_default());
@@ -157,11 +160,19 @@ async fn no_secret_of_the_corpus_reaches_the_api_the_audit_trail_the_index_the_l
     for secret in &corpus.secret {
         for (sink, text) in &sinks {
             if let Some(piece) = secret.pieces().iter().find(|p| text.contains(p.as_str())) {
-                leaks.push(format!("{} ({}) in {sink}: {piece}", secret.format, secret.rule));
+                leaks.push(format!(
+                    "{} ({}) in {sink}: {piece}",
+                    secret.format, secret.rule
+                ));
             }
         }
     }
-    assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
     // Not vacuous: the alert did arrive, redacted.
     assert!(sinks[2].1.contains("[REDACTED"), "{}", sinks[2].1);
 }

@@ -164,7 +164,31 @@ async fn pagerduty_needs_a_valid_signature() {
     use hmac::Mac;
     let s = setup(|_, t| t);
     let (base, _server) = start(&s, quick()).await;
-    let body = r#"{"event":{"id":"E1","event_type":"incident.triggered","occurred_at":"2026-11-27T06:29:20Z","data":{"id":"PD1","title":"Watchdog","service":{"summary":"payment-api"}}}}"#;
+    let delivery = |id: &str, at: chrono::DateTime<chrono::Utc>| {
+        format!(
+            r#"{{"event":{{"id":"{id}","event_type":"incident.triggered","occurred_at":"{}","data":{{"id":"PD1","title":"Watchdog","service":{{"summary":"payment-api"}}}}}}}}"#,
+            at.to_rfc3339()
+        )
+    };
+    let signed = |body: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"pd-secret").unwrap();
+        mac.update(body.as_bytes());
+        format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    // A genuine signed delivery captured two hours ago, replayed under a
+    // new id: outside the replay window, not taken.
+    let old = delivery("E0", chrono::Utc::now() - chrono::Duration::hours(2));
+    let (status, out) = http(
+        "POST",
+        &format!("{base}/webhooks/pagerduty"),
+        &[("x-pagerduty-signature", &signed(&old))],
+        old.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out.contains("stale"), "{out}");
+    let body = delivery("E1", chrono::Utc::now());
+    let body = body.as_str();
     let (status, _) = http(
         "POST",
         &format!("{base}/webhooks/pagerduty"),
@@ -447,7 +471,11 @@ async fn healthz_within(base: &str, limit: Duration) {
     let started = std::time::Instant::now();
     let (status, _) = http("GET", &format!("{base}/healthz"), &[], vec![]).await;
     assert_eq!(status, 200);
-    assert!(started.elapsed() < limit, "/healthz took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < limit,
+        "/healthz took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,26 +496,39 @@ async fn huge_headers_slow_headers_and_slow_bodies_are_cut_off_cheaply() {
     let (answer, took) = raw_exchange(&base, head.as_bytes(), Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     assert!(took < Duration::from_secs(2), "{took:?}");
-    let many = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>();
+    let many = (0..200)
+        .map(|i| format!("X-H{i}: v\r\n"))
+        .collect::<String>();
     let (answer, _) = raw_exchange(
         &base,
         format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
         Duration::from_secs(5),
     )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 431"), "too many header fields: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "too many header fields: {answer}"
+    );
 
     // Headers that never finish: the connection is closed at the deadline,
     // and the server answers others meanwhile.
     let trickle = tokio::spawn({
         let base = base.clone();
         async move {
-            raw_exchange(&base, b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10)).await
+            raw_exchange(
+                &base,
+                b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n",
+                Duration::from_secs(10),
+            )
+            .await
         }
     });
     healthz_within(&base, Duration::from_millis(500)).await;
     let (answer, took) = trickle.await.unwrap();
-    assert!(took < Duration::from_secs(4), "closed after {took:?}: {answer:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "closed after {took:?}: {answer:?}"
+    );
 
     // No credential: refused on the headers, the announced megabyte unread.
     let (answer, took) = raw_exchange(
@@ -497,7 +538,10 @@ async fn huge_headers_slow_headers_and_slow_bodies_are_cut_off_cheaply() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(took < Duration::from_millis(900), "answered before any body deadline: {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "answered before any body deadline: {took:?}"
+    );
 
     // With the credential, a body that stalls is answered 408 at its deadline.
     let (answer, took) = raw_exchange(
@@ -532,7 +576,8 @@ fn storm_post(n: usize, first: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_storm_over_the_body_limit_is_accepted_as_far_as_it_fits_and_the_overflow_opens_an_incident() {
+async fn a_storm_over_the_body_limit_is_accepted_as_far_as_it_fits_and_the_overflow_opens_an_incident()
+ {
     let s = setup(|_, t| t);
     let config = ServeConfig {
         max_body_bytes: 256 * 1024,

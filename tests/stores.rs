@@ -167,51 +167,90 @@ const SUITE: &[Check] = &[
         s.raw("UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;");
         assert!(broken(s).contains("does not link"), "{}", broken(s));
     }),
-    ("state changes and reports are in the chain, and edits to them are detected", |s| {
-        s.put_incident(&incident("INC-1", "HighErrorRate", IncidentState::Open))
+    (
+        "state changes and reports are in the chain, and edits to them are detected",
+        |s| {
+            s.put_incident(&incident("INC-1", "HighErrorRate", IncidentState::Open))
+                .unwrap();
+            s.put_incident(&incident(
+                "INC-1",
+                "HighErrorRate",
+                IncidentState::Escalated,
+            ))
             .unwrap();
-        s.put_incident(&incident("INC-1", "HighErrorRate", IncidentState::Escalated))
+            s.put_incident(&incident(
+                "INC-1",
+                "HighErrorRate, again",
+                IncidentState::Escalated,
+            ))
             .unwrap();
-        s.put_incident(&incident("INC-1", "HighErrorRate, again", IncidentState::Escalated))
-            .unwrap();
-        s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
-        s.insert_approval(&approval("APR-1")).unwrap();
-        let kinds: Vec<String> = s.audit(None).unwrap().into_iter().map(|r| r.kind).collect();
-        assert_eq!(
-            kinds,
-            ["incident-state", "incident-state", "report", "approval-state"],
-            "one record per state change (a summary edit alone is not one)"
-        );
-        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+            s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
+            s.insert_approval(&approval("APR-1")).unwrap();
+            let kinds: Vec<String> = s.audit(None).unwrap().into_iter().map(|r| r.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "incident-state",
+                    "incident-state",
+                    "report",
+                    "approval-state"
+                ],
+                "one record per state change (a summary edit alone is not one)"
+            );
+            assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
 
-        s.set_state_raw("incidents", "INC-1", "escalated", "resolved");
-        assert!(broken(s).contains("incidents table was edited"), "{}", broken(s));
-        s.set_state_raw("incidents", "INC-1", "resolved", "escalated");
-        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+            s.set_state_raw("incidents", "INC-1", "escalated", "resolved");
+            assert!(
+                broken(s).contains("incidents table was edited"),
+                "{}",
+                broken(s)
+            );
+            s.set_state_raw("incidents", "INC-1", "resolved", "escalated");
+            assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
 
-        s.set_state_raw("approvals", "APR-1", "pending", "approved");
-        assert!(broken(s).contains("approvals table was edited"), "{}", broken(s));
-        s.set_state_raw("approvals", "APR-1", "approved", "pending");
+            s.set_state_raw("approvals", "APR-1", "pending", "approved");
+            assert!(
+                broken(s).contains("approvals table was edited"),
+                "{}",
+                broken(s)
+            );
+            s.set_state_raw("approvals", "APR-1", "approved", "pending");
 
-        s.raw("UPDATE reports SET markdown = '# INC-1\nresolved by the agent\n'");
-        assert!(broken(s).contains("reports table was edited"), "{}", broken(s));
-        s.raw("DELETE FROM reports");
-        assert!(broken(s).contains("report of INC-1 was deleted"), "{}", broken(s));
-        s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
-        assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
+            s.raw("UPDATE reports SET markdown = '# INC-1\nresolved by the agent\n'");
+            assert!(
+                broken(s).contains("reports table was edited"),
+                "{}",
+                broken(s)
+            );
+            s.raw("DELETE FROM reports");
+            assert!(
+                broken(s).contains("report of INC-1 was deleted"),
+                "{}",
+                broken(s)
+            );
+            s.put_report("INC-1", "# INC-1\nescalated\n").unwrap();
+            assert!(s.verify_audit().unwrap().ok(), "{}", broken(s));
 
-        s.raw("DELETE FROM incidents");
-        assert!(broken(s).contains("INC-1 was deleted"), "{}", broken(s));
-    }),
+            s.raw("DELETE FROM incidents");
+            assert!(broken(s).contains("INC-1 was deleted"), "{}", broken(s));
+        },
+    ),
     ("a mode switch commits with its record", |s| {
         s.put_guard_state(
             &json!({"mode_override": "observe"}),
-            Some(runwarden::store::chained::Entry::new(None, "mode-change", json!({"to": "observe"}))),
+            Some(runwarden::store::chained::Entry::new(
+                None,
+                "mode-change",
+                json!({"to": "observe"}),
+            )),
         )
         .unwrap();
         let records = s.audit_of_kinds(&["mode-change"]).unwrap();
         assert_eq!(records.len(), 1);
-        assert_eq!(s.guard_state().unwrap(), Some(json!({"mode_override": "observe"})));
+        assert_eq!(
+            s.guard_state().unwrap(),
+            Some(json!({"mode_override": "observe"}))
+        );
     }),
     ("a torn last record is detected", |s| {
         chain(s);
@@ -522,14 +561,20 @@ fn postgres_passes_the_same_suite_and_serves_the_whole_agent() {
     let mut n = 0;
     run_suite("postgres", || {
         n += 1;
-        Box::new(PostgresStore::connect(&pg.database(&format!("suite_{n}")), shared_chain()).unwrap())
+        Box::new(
+            PostgresStore::connect(&pg.database(&format!("suite_{n}")), shared_chain()).unwrap(),
+        )
     });
 
     // Replicas on their own connections append at once: one chain.
     let url = pg.database("replicas");
-    concurrent_appends_stay_one_chain(|| Box::new(PostgresStore::connect(&url, shared_chain()).unwrap()));
+    concurrent_appends_stay_one_chain(|| {
+        Box::new(PostgresStore::connect(&url, shared_chain()).unwrap())
+    });
     let url = pg.database("approvers");
-    concurrent_decisions_have_one_winner(|| Box::new(PostgresStore::connect(&url, shared_chain()).unwrap()));
+    concurrent_decisions_have_one_winner(|| {
+        Box::new(PostgresStore::connect(&url, shared_chain()).unwrap())
+    });
 
     // The whole agent over PostgreSQL: the demo incident, then the CLI reads
     // it back from the same database through another process.

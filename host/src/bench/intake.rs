@@ -181,13 +181,12 @@ async fn start_runwarden(
             ..ServeConfig::default()
         },
     );
-    let origin = crate::server::spawn_on_loopback(server.router())
+    // The server as `serve` runs it: its own listener, limits and deadlines.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let addr = origin
-        .trim_start_matches("http://")
-        .parse()
-        .map_err(|e| format!("{origin}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(server.clone().serve(listener));
     Ok((server, addr))
 }
 
@@ -257,7 +256,7 @@ pub async fn intake(
         })
         .map_err(|_| "grouper poisoned".to_string())?;
     let sent = (storm_load.requests * batch) as u64;
-    let total_sent = sent + (2 * load.requests * batch) as u64;
+    let mut total_sent = sent + (2 * load.requests * batch) as u64;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let storm_row = Row {
         benchmark: bench.into(),
@@ -272,5 +271,39 @@ pub async fn intake(
         )),
         met: Some(received == total_sent),
     };
-    Ok(vec![am_row, rw_row, storm_row])
+
+    // The same storm as Alertmanager sends it without `max_alerts`: one
+    // group post holding every alert.
+    let offset = 20_000_000;
+    let one_post = webhook_body(&api_alerts(offset, storm), offset);
+    let bytes_per_alert = one_post.len() as f64 / storm.max(1) as f64;
+    let post_bytes = one_post.len();
+    let before = super::startup::rss_bytes().unwrap_or(0);
+    let single = Load {
+        connections: 1,
+        requests: 1,
+        batch: storm,
+    };
+    let (one_rate, one_lat) = drive(rw_addr, "/webhooks/alertmanager", &single, move |_| {
+        one_post.clone()
+    })
+    .await?;
+    let after = super::startup::rss_bytes().unwrap_or(0);
+    total_sent += storm as u64;
+    let received = server
+        .grouper
+        .lock()
+        .map(|g| g.counters.received)
+        .map_err(|_| "grouper poisoned".to_string())?;
+    let mut one_row = Row::new(
+        bench,
+        &format!("storm of {storm} alerts in one post"),
+        &one_lat,
+    );
+    one_row.target = Some(format!(
+        "{one_rate:.0} alerts/s; {post_bytes} bytes ({bytes_per_alert:.0} per alert); {received} of {total_sent} received; RSS +{:.1} MiB",
+        mib(after.saturating_sub(before))
+    ));
+    one_row.met = Some(received == total_sent);
+    Ok(vec![am_row, rw_row, storm_row, one_row])
 }

@@ -157,7 +157,12 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         leadership,
         grouping: GroupingConfig {
             group_by: args.group_by.clone(),
-            correlate_by: args.correlate_by.iter().filter(|l| !l.is_empty()).cloned().collect(),
+            correlate_by: args
+                .correlate_by
+                .iter()
+                .filter(|l| !l.is_empty())
+                .cloned()
+                .collect(),
             group_wait_ms: args.group_wait_ms,
             ..GroupingConfig::default()
         },

@@ -78,6 +78,8 @@ pub struct Group {
     pub first_seen_ms: i64,
     /// Set once the group has become an incident.
     pub incident: Option<String>,
+    /// The incident this group's previous firing became (a recurrence).
+    pub previous: Option<String>,
 }
 
 impl Group {
@@ -163,6 +165,7 @@ impl Grouper {
             not_kept: 0,
             first_seen_ms: now_ms,
             incident: None,
+            previous: None,
         });
         group.received += 1;
         let room = group.alerts.len() < max_alerts;
@@ -220,6 +223,13 @@ impl Grouper {
     }
 
     /// Forgets a group whose incident is closed, freeing its slot.
+    /// Links a new group to the incident its previous firing became.
+    pub fn recurs(&mut self, key: &GroupKey, previous: &str) {
+        if let Some(g) = self.groups.get_mut(key) {
+            g.previous = Some(previous.to_string());
+        }
+    }
+
     pub fn close(&mut self, key: &GroupKey) {
         self.groups.remove(key);
     }
@@ -293,9 +303,13 @@ mod tests {
     #[test]
     fn alerts_naming_one_node_are_one_group_across_namespaces_and_names() {
         let mut g = Grouper::new(GroupingConfig::default());
-        for (i, (name, ns)) in [("KubePodNotReady", "payments"), ("KubePodNotReady", "checkout"), ("NodeNotReady", "")]
-            .iter()
-            .enumerate()
+        for (i, (name, ns)) in [
+            ("KubePodNotReady", "payments"),
+            ("KubePodNotReady", "checkout"),
+            ("NodeNotReady", ""),
+        ]
+        .iter()
+        .enumerate()
         {
             let mut a = alert(name, "svc", &format!("n{i}"), Status::Firing);
             a.labels.insert("namespace".into(), ns.to_string());
@@ -307,7 +321,11 @@ mod tests {
         g.ingest(other, 0);
         let due = g.due(30_000);
         assert_eq!(due.len(), 2, "{due:?}");
-        let sizes: Vec<usize> = due.iter().filter_map(|k| g.group(k)).map(|x| x.alerts.len()).collect();
+        let sizes: Vec<usize> = due
+            .iter()
+            .filter_map(|k| g.group(k))
+            .map(|x| x.alerts.len())
+            .collect();
         assert!(sizes.contains(&3), "{sizes:?}");
     }
 
@@ -324,7 +342,15 @@ mod tests {
         let mut most = 0;
         for round in 0..200 {
             for i in 0..1_000 {
-                g.ingest(alert("Churn", &format!("svc{round}-{i}"), &format!("f{round}-{i}"), Status::Firing), now);
+                g.ingest(
+                    alert(
+                        "Churn",
+                        &format!("svc{round}-{i}"),
+                        &format!("f{round}-{i}"),
+                        Status::Firing,
+                    ),
+                    now,
+                );
             }
             now += 30_000;
             for (n, key) in g.due(now).into_iter().enumerate() {
@@ -332,7 +358,12 @@ mod tests {
             }
             most = most.max(g.groups().count());
             for i in 0..1_000 {
-                let a = alert("Churn", &format!("svc{round}-{i}"), &format!("f{round}-{i}"), Status::Resolved);
+                let a = alert(
+                    "Churn",
+                    &format!("svc{round}-{i}"),
+                    &format!("f{round}-{i}"),
+                    Status::Resolved,
+                );
                 let key = g.key_of(&a);
                 if let Ingested::Incident { resolved: true, .. } = g.ingest(a, now) {
                     g.close(&key);
@@ -341,7 +372,10 @@ mod tests {
         }
         assert_eq!(g.groups().count(), 1, "only the open group is remembered");
         assert!(most <= 1_001, "at most one round's groups at once: {most}");
-        assert_eq!(g.counters.overflowed, 0, "freed slots are reused: no overflow");
+        assert_eq!(
+            g.counters.overflowed, 0,
+            "freed slots are reused: no overflow"
+        );
     }
 
     #[test]

@@ -109,18 +109,20 @@ fn convert(sender: Sender, raws: Vec<RawAlert>) -> Result<Vec<Alert>, IntakeErro
         } else {
             raw.fingerprint
         };
-        alerts.push(Alert {
-            sender,
-            name,
-            status,
-            fingerprint,
-            labels: raw.labels,
-            annotations: raw.annotations,
-            starts_at,
-            ends_at,
-            generator_url: (!raw.generator_url.is_empty()).then_some(raw.generator_url),
-        }
-        .redacted());
+        alerts.push(
+            Alert {
+                sender,
+                name,
+                status,
+                fingerprint,
+                labels: raw.labels,
+                annotations: raw.annotations,
+                starts_at,
+                ends_at,
+                generator_url: (!raw.generator_url.is_empty()).then_some(raw.generator_url),
+            }
+            .redacted(),
+        );
     }
     Ok(alerts)
 }
@@ -322,7 +324,12 @@ mod tests {
             r#"{{"receiver":"r","status":"firing","alerts":[{}],"version":"4","groupKey":"g"}}"#,
             (0..100).map(alert).collect::<Vec<_>>().join(",")
         );
-        assert_eq!(parse_prefix(body.as_bytes(), Sender::Alertmanager).unwrap().len(), 100);
+        assert_eq!(
+            parse_prefix(body.as_bytes(), Sender::Alertmanager)
+                .unwrap()
+                .len(),
+            100
+        );
         let cut = body.find("\"n42\"").unwrap();
         let got = parse_prefix(&body.as_bytes()[..cut], Sender::Alertmanager).unwrap();
         assert_eq!(got.len(), 42);

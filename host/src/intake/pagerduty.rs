@@ -99,6 +99,14 @@ pub fn event_id(body: &[u8]) -> Option<String> {
         .map(|e| e.event.id)
 }
 
+/// When the delivery's event happened (`event.occurred_at`), if it says.
+pub fn occurred_at(body: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let env = serde_json::from_slice::<Envelope>(body).ok()?;
+    chrono::DateTime::parse_from_rfc3339(&env.event.occurred_at)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Parses a v3 webhook. Incident triggers and resolutions become alerts;
 /// other events (acknowledgements, notes) yield none.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, IntakeError> {

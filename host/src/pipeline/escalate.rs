@@ -44,7 +44,9 @@ pub struct PageLog {
 pub enum Paging {
     Page,
     /// Over budget, first time this window: one page summarising the storm.
-    Summary { paged: usize },
+    Summary {
+        paged: usize,
+    },
     /// Over budget, summary already sent: audited, not paged.
     Withheld,
 }
@@ -101,7 +103,10 @@ impl Agent {
             Paging::Page => (title, reason),
             Paging::Summary { paged } => {
                 summary = (
-                    format!("Alert storm: paging budget reached ({paged} pages in {} min)", budget.window.as_secs() / 60),
+                    format!(
+                        "Alert storm: paging budget reached ({paged} pages in {} min)",
+                        budget.window.as_secs() / 60
+                    ),
                     format!(
                         "{paged} incidents paged in the last {} min; this one ({title}) and any further escalations in this window are not paged separately: see `runwarden incidents` or /api/incidents",
                         budget.window.as_secs() / 60

@@ -209,9 +209,9 @@ impl Agent {
         kind: &str,
         body: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let record = self
-            .store
-            .append_audit(Some(incident), kind, &crate::redact::redact_json(&body))?;
+        let record =
+            self.store
+                .append_audit(Some(incident), kind, &crate::redact::redact_json(&body))?;
         log_step(&record);
         Ok(())
     }

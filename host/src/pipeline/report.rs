@@ -111,6 +111,9 @@ pub fn line(r: &AuditRecord) -> Option<String> {
                 None => format!("model {} answered", s("model")),
             }
         }
+        "notification" if b["withheld"].as_bool() == Some(true) => {
+            format!("not paged: {}", s("detail"))
+        }
         "notification" => format!(
             "notified via {}.{}: {}{}",
             s("plugin"),
@@ -123,6 +126,7 @@ pub fn line(r: &AuditRecord) -> Option<String> {
             s("detail")
         ),
         "planner-fallback" => format!("fell back to the runbook planner: {}", s("reason")),
+        "recurrence-of" => format!("recurrence of {}", s("previous")),
         "incident-state" => format!("incident is {}", s("state")),
         "approval-state" => format!("approval {} is {}", s("approval"), s("state")),
         "report" => format!("report stored (sha256 {})", s("sha256")),

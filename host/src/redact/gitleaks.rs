@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn a_rule_runs_only_on_its_keyword_and_names_itself() {
         let found = find("key AKIAZ3MQ7TPLXW4HRN6V for s3");
-        assert!(found.iter().any(|f| f.rule == "aws-access-token"), "{found:?}");
+        assert!(
+            found.iter().any(|f| f.rule == "aws-access-token"),
+            "{found:?}"
+        );
         assert!(find("no keyword here, AKIA alone").is_empty());
     }
 }

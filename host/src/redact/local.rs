@@ -7,10 +7,13 @@
 use regex::Regex;
 use std::sync::OnceLock;
 
-pub(super) fn patterns() -> &'static [(Regex, &'static str)] {
-    static P: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+type Rules = (regex::RegexSet, Vec<(Regex, &'static str)>);
+
+/// The local rules, and a set of them that tells in one pass which match.
+pub(super) fn patterns() -> &'static Rules {
+    static P: OnceLock<Rules> = OnceLock::new();
     P.get_or_init(|| {
-        [
+        let rules: Vec<(Regex, &'static str)> = [
             // key=value and key: value where the key names a secret
             // (the key may carry a prefix or suffix: aws_secret_access_key,
             // DB_PASSWORD, client_secret, x-api-token)
@@ -23,7 +26,10 @@ pub(super) fn patterns() -> &'static [(Regex, &'static str)] {
         ]
         .iter()
         .filter_map(|(p, r)| Regex::new(p).ok().map(|re| (re, *r)))
-        .collect()
+        .collect();
+        let set = regex::RegexSet::new(rules.iter().map(|(re, _)| re.as_str()))
+            .unwrap_or_else(|_| regex::RegexSet::empty());
+        (set, rules)
     })
 }
 
@@ -41,11 +47,21 @@ pub(super) fn is_invisible(c: char) -> bool {
 pub(super) fn names_a_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
-        "password", "passwd", "secret", "token", "api_key", "apikey", "api-key",
-        "authorization", "private_key", "privatekey", "credential", "access_key",
-        "accountkey", "account_key",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "authorization",
+        "private_key",
+        "privatekey",
+        "credential",
+        "access_key",
+        "accountkey",
+        "account_key",
     ]
     .iter()
     .any(|s| k.contains(s))
 }
-

@@ -25,8 +25,12 @@ pub fn redact(text: &str) -> String {
         .collect();
     spans.retain(|(s, e, _)| normal.is_char_boundary(*s) && normal.is_char_boundary(*e));
     let mut out = replace_spans(&normal, spans);
-    for (re, replacement) in local::patterns() {
-        if let std::borrow::Cow::Owned(o) = re.replace_all(&out, *replacement) {
+    // One pass says which local rules match at all; only those replace.
+    let (set, patterns) = local::patterns();
+    for i in set.matches(&out).into_iter() {
+        if let Some((re, replacement)) = patterns.get(i)
+            && let std::borrow::Cow::Owned(o) = re.replace_all(&out, *replacement)
+        {
             out = o;
         }
     }
@@ -106,6 +110,10 @@ fn replace_spans(text: &str, mut spans: Vec<(usize, usize, String)>) -> String {
 /// The text as a pattern should see it: invisible characters removed,
 /// JSON escapes and percent-encoding decoded.
 pub fn normalise(text: &str) -> String {
+    // Most text is plain ASCII with nothing to decode: no copies.
+    if text.is_ascii() && !text.contains(['\\', '%']) {
+        return text.to_string();
+    }
     let visible: String = text.chars().filter(|c| !local::is_invisible(*c)).collect();
     let unescaped = json_unescape(&visible);
     percent_decode(&unescaped)
@@ -174,15 +182,33 @@ mod tests {
     #[test]
     fn secrets_in_common_shapes_are_hidden() {
         let cases = [
-            ("db connect failed password=hunter2hunter2 host=db", "hunter2hunter2"),
-            ("postgres://app:s3cr3tpass@db.internal:5432/pay", "s3cr3tpass"),
+            (
+                "db connect failed password=hunter2hunter2 host=db",
+                "hunter2hunter2",
+            ),
+            (
+                "postgres://app:s3cr3tpass@db.internal:5432/pay",
+                "s3cr3tpass",
+            ),
             (r#"{"api_key": "0123456789abcdef"}"#, "0123456789abcdef"),
             ("export DB_PASSWORD=correct-horse-battery", "correct-horse"),
             ("client_secret: Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
-            ("DefaultEndpointsProtocol=https;AccountName=pay;AccountKey=bm90LWEtcmVhbC1rZXktYnV0LWxvbmc=;EndpointSuffix=core.windows.net", "bm90LWEtcmVhbC1rZXk"),
-            ("Authorization: Bearer abcdefghijklmnopqrstuvwx", "abcdefghijklmnop"),
-            ("token split ghp_Xk2\u{200B}m9QpL4rT7vW1yZ3bN5cD8fH0jK6sA2eG4", "m9QpL4rT7vW1yZ3"),
-            ("login?user=ops%26password%3Dhunter2hunter2%26x=1", "hunter2hunter2"),
+            (
+                "DefaultEndpointsProtocol=https;AccountName=pay;AccountKey=bm90LWEtcmVhbC1rZXktYnV0LWxvbmc=;EndpointSuffix=core.windows.net",
+                "bm90LWEtcmVhbC1rZXk",
+            ),
+            (
+                "Authorization: Bearer abcdefghijklmnopqrstuvwx",
+                "abcdefghijklmnop",
+            ),
+            (
+                "token split ghp_Xk2\u{200B}m9QpL4rT7vW1yZ3bN5cD8fH0jK6sA2eG4",
+                "m9QpL4rT7vW1yZ3",
+            ),
+            (
+                "login?user=ops%26password%3Dhunter2hunter2%26x=1",
+                "hunter2hunter2",
+            ),
         ];
         for (case, secret) in cases {
             let r = redact(case);
@@ -310,7 +336,12 @@ mod corpus_tests {
                 leaks.push(format!("{} ({}): {out}", s.format, s.rule));
             }
         }
-        assert!(leaks.is_empty(), "{} leaked:\n{}", leaks.len(), leaks.join("\n"));
+        assert!(
+            leaks.is_empty(),
+            "{} leaked:\n{}",
+            leaks.len(),
+            leaks.join("\n")
+        );
         for b in &corpus.benign {
             assert_eq!(redact(&b.text), b.text);
         }

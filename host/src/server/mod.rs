@@ -65,8 +65,8 @@ impl Default for ServeConfig {
     }
 }
 
-/// Room for a storm of ~10,000 alerts in one Alertmanager post (a realistic
-/// alert is ~0.9 KB: BENCHMARKS.md).
+/// Room for a storm of ~20,000 alerts in one Alertmanager post (a
+/// kube-prometheus alert is 0.7–0.9 KB as JSON: BENCHMARKS.md).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 
 pub struct Server {
@@ -207,6 +207,7 @@ impl Server {
             // A firing alert of a group whose incident is over starts a new
             // incident (a recurrence), instead of being filed under the old.
             let key = grouper.key_of(&alert);
+            let mut recurrence_of = None;
             if let Some(old) = grouper.group(&key).and_then(|g| g.incident.clone())
                 && status == crate::intake::Status::Firing
                 && *over
@@ -218,8 +219,13 @@ impl Server {
                 if let Err(e) = self.agent.audit(&old, "recurrence", body) {
                     tracing::error!("audit of a recurrence failed: {e}");
                 }
+                recurrence_of = Some(old);
             }
-            if let Ingested::Incident { id, resolved } = grouper.ingest(alert, now) {
+            let ingested = grouper.ingest(alert, now);
+            if let Some(old) = recurrence_of {
+                grouper.recurs(&key, &old);
+            }
+            if let Ingested::Incident { id, resolved } = ingested {
                 // Every alert of the group resolved: the group's slot is
                 // freed; a later firing opens a new incident.
                 if resolved {
@@ -238,19 +244,26 @@ impl Server {
     /// last day's deliveries are considered. Returns how many were filed.
     pub fn restore_pending(&self) -> Result<usize, crate::store::StoreError> {
         let horizon = chrono::Utc::now() - chrono::Duration::hours(24);
-        let records =
-            self.agent
-                .store
-                .audit_of_kinds(&[webhooks::RECEIVED, "alert", "alert-update"])?;
+        // Bounded by time: a long history is not read at every start.
+        let records = self.agent.store.audit_of_kinds_since(
+            &[webhooks::RECEIVED, "alert", "alert-update"],
+            Some(horizon),
+        )?;
         // Latest delivery per fingerprint, and whether an incident took it
         // up afterwards.
         let mut pending: BTreeMap<String, Alert> = BTreeMap::new();
         for r in records {
             match r.kind.as_str() {
-                webhooks::RECEIVED if r.at >= horizon => {
+                webhooks::RECEIVED => {
                     let alerts: Vec<Alert> =
                         serde_json::from_value(r.body["alerts"].clone()).unwrap_or_default();
                     for a in alerts {
+                        // PagerDuty event ids taken before (by this or an
+                        // earlier leader) stay taken: a replay after a
+                        // restart or a failover is still a replay.
+                        if let Some(id) = a.annotations.get("pagerduty_event_id") {
+                            self.seen_pagerduty_event(id);
+                        }
                         pending.insert(a.fingerprint.clone(), a);
                     }
                 }
@@ -331,7 +344,12 @@ impl Server {
         if !self.config.leadership.is_leader() {
             return vec![];
         }
-        let due: Vec<(crate::incident::grouping::GroupKey, Vec<Alert>)> = {
+        type Due = (
+            crate::incident::grouping::GroupKey,
+            Vec<Alert>,
+            Option<String>,
+        );
+        let due: Vec<Due> = {
             let Ok(grouper) = self.grouper.lock() else {
                 return vec![];
             };
@@ -339,14 +357,18 @@ impl Server {
                 .due(if all { i64::MAX } else { now_ms() })
                 .into_iter()
                 .filter_map(|k| {
-                    grouper
-                        .group(&k)
-                        .map(|g| (k.clone(), g.alerts.values().cloned().collect()))
+                    grouper.group(&k).map(|g| {
+                        (
+                            k.clone(),
+                            g.alerts.values().cloned().collect(),
+                            g.previous.clone(),
+                        )
+                    })
                 })
                 .collect()
         };
         let mut opened = Vec::new();
-        for (key, alerts) in due {
+        for (key, alerts, previous) in due {
             let id = match self.agent.store.next_incident_id() {
                 Ok(id) => id,
                 Err(e) => {
@@ -356,6 +378,16 @@ impl Server {
             };
             if let Ok(mut g) = self.grouper.lock() {
                 g.opened(&key, &id);
+            }
+            // A recurrence is linked to the incident before it, both ways.
+            if let Some(previous) = previous
+                && let Err(e) = self.agent.audit(
+                    &id,
+                    "recurrence-of",
+                    serde_json::json!({"previous": previous}),
+                )
+            {
+                tracing::error!(incident = %id, "audit of a recurrence link failed: {e}");
             }
             opened.push(id.clone());
             let server = self.clone();

@@ -174,6 +174,10 @@ fn admit(server: &Server, source: Source, headers: &HeaderMap) -> Result<(), Not
     Ok(())
 }
 
+/// How old a PagerDuty event may be when delivered (its retries end well
+/// within it); older ones are replays.
+pub const REPLAY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 /// The audit kind of a delivery's alerts, recorded before the 202.
 pub const RECEIVED: &str = "alert-received";
 
@@ -187,9 +191,8 @@ fn accepted(
     // Durable before the 202: an accepted alert survives a crash during
     // group_wait (`Server::restore_pending` files it again at start). A
     // store that cannot write answers 503, so the sender retries.
-    let record = crate::redact::redact_json(
-        &serde_json::json!({"source": source.name(), "alerts": alerts}),
-    );
+    // The parsers redacted every alert already (`Alert::redacted`).
+    let record = serde_json::json!({"source": source.name(), "alerts": alerts});
     if let Err(e) = server.agent.store.append_audit(None, RECEIVED, &record) {
         tracing::error!(source = source.name(), "cannot record accepted alerts: {e}");
         let mut resp = json_error(
@@ -287,7 +290,14 @@ fn overflow_alert(
     let labels = [
         ("alertname", "RunwardenIntakeOverflow"),
         ("severity", "critical"),
-        ("source", if sender == crate::intake::Sender::Grafana { "grafana" } else { "alertmanager" }),
+        (
+            "source",
+            if sender == crate::intake::Sender::Grafana {
+                "grafana"
+            } else {
+                "alertmanager"
+            },
+        ),
     ];
     let size = declared.map_or_else(|| "unknown".to_string(), |d| format!("{d} bytes"));
     crate::intake::Alert {
@@ -357,9 +367,24 @@ async fn pagerduty_hook(
             return refuse(&server, source, StatusCode::UNAUTHORIZED, &e);
         }
     }
+    // A signed delivery from outside the replay window (an old capture
+    // replayed after its id was forgotten) is answered, not taken.
+    if let Some(at) = pagerduty::occurred_at(&body) {
+        let age = chrono::Utc::now() - at;
+        let window = chrono::Duration::from_std(REPLAY_WINDOW).unwrap_or(chrono::TimeDelta::MAX);
+        if age > window || -age > chrono::Duration::minutes(5) {
+            tracing::warn!(occurred_at = %at, "a PagerDuty delivery outside the replay window was not taken");
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"stale": at, "window_s": REPLAY_WINDOW.as_secs()})),
+            )
+                .into_response();
+        }
+    }
     // A signed delivery replayed (by an attacker, or a retry of one already
     // taken) is answered, not taken again: it could flip a resolved alert
-    // back to firing.
+    // back to firing. Ids taken in the last day are remembered across
+    // restarts and failovers (`Server::restore_pending`).
     if let Some(id) = pagerduty::event_id(&body)
         && !server.seen_pagerduty_event(&id)
     {

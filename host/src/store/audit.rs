@@ -101,7 +101,9 @@ pub fn verify_rows(
 ) -> AuditVerification {
     let anchored = match chain.anchored_head() {
         Ok(head) => head,
-        Err(e) => return AuditVerification::broken(0, format!("the chain head cannot be read: {e}")),
+        Err(e) => {
+            return AuditVerification::broken(0, format!("the chain head cannot be read: {e}"));
+        }
     };
     let heads: Vec<(&Head, &str)> = [(anchored.as_ref(), "anchored"), (expected, "expected")]
         .into_iter()

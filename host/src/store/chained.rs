@@ -78,7 +78,8 @@ fn sha256(text: &str) -> String {
 pub fn verify_state(store: &(impl Store + ?Sized)) -> Result<Option<String>, StoreError> {
     use std::collections::BTreeMap;
     let records = store.audit_of_kinds(&[INCIDENT_STATE, APPROVAL_STATE, REPORT])?;
-    let (mut states, mut approvals, mut reports) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let (mut states, mut approvals, mut reports) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for r in &records {
         let incident = r.incident.clone().unwrap_or_default();
         match r.kind.as_str() {
@@ -97,7 +98,12 @@ pub fn verify_state(store: &(impl Store + ?Sized)) -> Result<Option<String>, Sto
     let incidents = store.incidents()?;
     for inc in &incidents {
         match states.get(&inc.id) {
-            None => return Ok(Some(format!("incident {} is not in the audit trail", inc.id))),
+            None => {
+                return Ok(Some(format!(
+                    "incident {} is not in the audit trail",
+                    inc.id
+                )));
+            }
             Some(s) if s.as_str() != Some(inc.state.name()) => {
                 return Ok(Some(format!(
                     "incident {} is {} but the audit trail last recorded it {s}: the incidents table was edited",
@@ -116,7 +122,10 @@ pub fn verify_state(store: &(impl Store + ?Sized)) -> Result<Option<String>, Sto
                 )));
             }
             (Ok(_), None) => {
-                return Ok(Some(format!("the report of {} is not in the audit trail", inc.id)));
+                return Ok(Some(format!(
+                    "the report of {} is not in the audit trail",
+                    inc.id
+                )));
             }
             (Err(StoreError::NotFound { .. }), Some(_)) => {
                 return Ok(Some(format!(
@@ -128,9 +137,12 @@ pub fn verify_state(store: &(impl Store + ?Sized)) -> Result<Option<String>, Sto
             (Err(e), _) => return Err(e),
         }
     }
-    let present: std::collections::BTreeSet<&str> = incidents.iter().map(|i| i.id.as_str()).collect();
+    let present: std::collections::BTreeSet<&str> =
+        incidents.iter().map(|i| i.id.as_str()).collect();
     if let Some(gone) = states.keys().find(|id| !present.contains(id.as_str())) {
-        return Ok(Some(format!("incident {gone} was deleted (the audit trail recorded it)")));
+        return Ok(Some(format!(
+            "incident {gone} was deleted (the audit trail recorded it)"
+        )));
     }
     for a in store.approvals()? {
         let state = serde_json::to_value(a.state).unwrap_or_default();

@@ -103,10 +103,9 @@ impl StoreLocation {
 
     fn open_chain(&self, chain: Chain) -> Result<std::sync::Arc<dyn Store>, StoreError> {
         Ok(match &self.database {
-            Database::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open_with(
-                &self.data_dir,
-                chain,
-            )?),
+            Database::Sqlite => {
+                std::sync::Arc::new(sqlite::SqliteStore::open_with(&self.data_dir, chain)?)
+            }
             Database::Postgres(url) => {
                 if self.audit_key_file.is_none() {
                     tracing::warn!(
@@ -274,7 +273,16 @@ pub trait Store: Send + Sync {
     ) -> Result<AuditRecord, StoreError>;
     fn audit(&self, incident: Option<&str>) -> Result<Vec<AuditRecord>, StoreError>;
     /// Only records of these kinds, across all incidents, in order.
-    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError>;
+    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_of_kinds_since(kinds, None)
+    }
+    /// Records of these kinds written at or after `since` (all when
+    /// `None`), in order: what a start-up reads, bounded by time.
+    fn audit_of_kinds_since(
+        &self,
+        kinds: &[&str],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
     /// Walks the keyed chain and checks it reaches its anchored head (and
     /// `expected`, a head from the log).
     fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError>;

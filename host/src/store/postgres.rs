@@ -131,7 +131,9 @@ impl PostgresStore {
     /// every transaction takes its locks in one order.
     fn audited<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<(T, Vec<chained::Entry>), StoreError>
+        change: impl FnOnce(
+            &mut postgres::Transaction<'_>,
+        ) -> Result<(T, Vec<chained::Entry>), StoreError>
         + Send
         + 'static,
     ) -> Result<(T, Option<AuditRecord>), StoreError> {
@@ -341,9 +343,23 @@ impl Store for PostgresStore {
         }
     }
 
-    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
-        let kinds = kinds.iter().map(|k| k.to_string()).collect();
-        self.audit_where("kind = ANY($1)", Some(kinds))
+    fn audit_of_kinds_since(
+        &self,
+        kinds: &[&str],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let since = since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        self.run(move |c| {
+            c.query(
+                "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit
+                 WHERE kind = ANY($1) AND ($2::text IS NULL OR at >= $2) ORDER BY seq",
+                &[&kinds, &since],
+            )?
+            .iter()
+            .map(|r| stored_row(r)?.into_record())
+            .collect()
+        })
     }
 
     fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError> {
@@ -524,7 +540,10 @@ fn append(
     let (seq, prev_hash) = match last {
         Some(row) => {
             let s: i64 = row.try_get(0)?;
-            (u64::try_from(s).unwrap_or(0) + 1, row.try_get::<_, String>(1)?)
+            (
+                u64::try_from(s).unwrap_or(0) + 1,
+                row.try_get::<_, String>(1)?,
+            )
         }
         None => (1, GENESIS.to_string()),
     };

@@ -305,9 +305,22 @@ impl Store for SqliteStore {
         self.audit_where("?1 IS NULL OR incident = ?1", &incident)
     }
 
-    fn audit_of_kinds(&self, kinds: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
+    fn audit_of_kinds_since(
+        &self,
+        kinds: &[&str],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let kinds = serde_json::to_string(kinds).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.audit_where("kind IN (SELECT value FROM json_each(?1))", &kinds)
+        // Times are stored as RFC 3339 UTC with microseconds: text order is
+        // time order.
+        let since = since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, incident, kind, body, prev_hash, hash FROM audit
+             WHERE kind IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR at >= ?2) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![kinds, since], stored_row)?;
+        rows.map(|row| row?.into_record()).collect()
     }
 
     fn verify_chain(&self, expected: Option<&Head>) -> Result<AuditVerification, StoreError> {
