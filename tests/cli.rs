@@ -297,9 +297,23 @@ fn rbac_grants_exactly_the_granted_operations_per_namespace() {
         "{payments}"
     );
     assert!(role("kube-system").is_none() && role("default").is_none());
+    // Cluster-wide only for the context reads of `read_all_namespaces`
+    // (the host keeps the system namespaces out): never a write.
+    let cluster_roles: Vec<&serde_json::Value> = items
+        .iter()
+        .filter(|i| i["kind"] == "ClusterRole")
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
+    let verbs: Vec<&str> = cluster_roles[0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|r| r["verbs"].as_array().expect("verbs").iter())
+        .filter_map(|v| v.as_str())
+        .collect();
     assert!(
-        items.iter().all(|i| i["kind"] != "ClusterRole"),
-        "never cluster-wide"
+        verbs.iter().all(|v| ["get", "list", "watch"].contains(v)),
+        "cluster-wide writes: {verbs:?}"
     );
     // Nothing beyond what the operations use: no secrets, no wildcards.
     assert!(!out.contains("secrets") && !out.contains("\"*\""), "{out}");
@@ -336,7 +350,8 @@ fn rbac_grants_exactly_the_granted_operations_per_namespace() {
 fn check_copy(edit: impl Fn(&std::path::Path)) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let ws = common::workspace().canonicalize().expect("ws");
-    for sub in ["policies", "runbooks"] {
+    common::copy_runbooks(&dir.path().join("runbooks"));
+    for sub in ["policies"] {
         std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         for entry in std::fs::read_dir(ws.join(sub)).expect("read") {
             let p = entry.expect("entry").path();

@@ -201,11 +201,7 @@ async fn an_incident_cut_off_before_any_action_is_settled_at_start() {
 
 /// `root` ready for `serve`: runbooks and an access file.
 fn serve_root(root: &Path) {
-    std::fs::create_dir_all(root.join("runbooks")).unwrap();
-    for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
-    }
+    common::copy_runbooks(&root.join("runbooks"));
     std::fs::write(
         root.join("access.toml"),
         "[[api_token]]\nname = \"test\"\nrole = \"viewer\"\ntoken = { value = \"drain-viewer-token-0123\" }\n",

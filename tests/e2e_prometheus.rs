@@ -118,7 +118,7 @@ async fn real_alertmanager_to_rollback_to_recovery_in_real_prometheus() {
         _ => t,
     });
     let runbooks = tmp.path().join("runbooks");
-    std::fs::create_dir_all(&runbooks).unwrap();
+    common::copy_runbooks(&runbooks);
     // Recovery must be seen in Prometheus, not inferred from pod state.
     let rb = std::fs::read_to_string(workspace().join("runbooks/high-error-rate.toml")).unwrap();
     let rb = rb.split("[[recovery]]").next().unwrap().to_string()

@@ -543,11 +543,7 @@ fn cli_against(root: &std::path::Path, args: &[&str]) -> (bool, String) {
 async fn approve_with_server_runs_in_the_agent_under_the_tokens_identity() {
     let s = setup(|_, t| t);
     let root = s.dir.path();
-    std::fs::create_dir_all(root.join("runbooks")).unwrap();
-    for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
-    }
+    common::copy_runbooks(&root.join("runbooks"));
     std::fs::write(root.join("alice.token"), "alice-approver-token-0123456789").unwrap();
     std::fs::write(root.join("bob.token"), "bob-approver-token-0123456789").unwrap();
     std::fs::write(

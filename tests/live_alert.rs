@@ -25,11 +25,7 @@ async fn an_alert_fired_with_amtool_now_is_resolved_like_the_demo() {
     let s = common::agent::setup(|_, t| t);
     let root = s.dir.path();
     let ws = common::workspace();
-    std::fs::create_dir_all(root.join("runbooks")).unwrap();
-    for entry in std::fs::read_dir(ws.join("runbooks")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
-    }
+    common::copy_runbooks(&root.join("runbooks"));
     let token = "alertmanager-webhook-token-0123";
     std::fs::write(root.join("am.token"), token).unwrap();
     std::fs::write(

@@ -41,6 +41,7 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
     let ws = common::workspace();
     let cache = common::cache();
     let base = ReplayBase {
+        data_dir: None,
         policies: &ws.join("policies"),
         runbooks: &ws.join("runbooks"),
         cache: &cache,

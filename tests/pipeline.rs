@@ -192,7 +192,12 @@ async fn an_upstream_outage_right_after_an_unrelated_deploy_is_not_rolled_back()
     let out = agent.handle(&[alert("HighErrorRate", "2")]).await.unwrap();
     assert_eq!(
         out.decision.decided_by,
-        "runbook HighErrorRate rule `upstream-outage`"
+        "runbook HighErrorRate rule `dependency-failing`"
+    );
+    assert!(
+        out.decision.hypothesis.contains("upstream dependency"),
+        "{}",
+        out.decision.hypothesis
     );
     assert!(out.actions.is_empty());
     assert_eq!(out.state, IncidentState::Escalated);

@@ -52,11 +52,7 @@ async fn no_secret_of_the_corpus_reaches_the_api_the_audit_trail_the_index_the_l
 
     let s = common::agent::setup(|_, t| t);
     let root = s.dir.path();
-    std::fs::create_dir_all(root.join("runbooks")).unwrap();
-    for entry in std::fs::read_dir(common::workspace().join("runbooks")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, root.join("runbooks").join(p.file_name().unwrap())).unwrap();
-    }
+    common::copy_runbooks(&root.join("runbooks"));
     std::fs::write(
         root.join("access.toml"),
         format!("[[api_token]]\nname = \"viewer\"\nrole = \"viewer\"\ntoken = {{ value = \"{VIEWER}\" }}\n"),

@@ -136,6 +136,13 @@ fn mutations_granted(g: &Grants) -> String {
             }
             parts.push(line);
         }
+        if k.read_all_namespaces {
+            let except: Vec<&str> = k.except_namespaces.iter().map(|n| n.as_str()).collect();
+            parts.push(format!(
+                "k8s reads in every namespace except {}",
+                except.join(", ")
+            ));
+        }
     }
     if let Some(h) = &g.http {
         parts.push(format!(

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bindings;
 pub mod capability;
 pub mod effects;
+pub mod facts;
 pub mod files;
 pub mod incident;
 pub mod inspect;

@@ -3,8 +3,6 @@
 
 mod cli;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // `runwarden rbac | head` must end quietly, as other Unix tools do,
@@ -24,7 +22,7 @@ async fn main() -> std::process::ExitCode {
     {
         tracing::debug!("a rustls crypto provider was already installed");
     }
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     runwarden::telemetry::init_logs(args.log_format(), args.is_server());
     match cli::run(args).await {
         Ok(code) => code,

@@ -184,6 +184,7 @@ pub fn answer_schema() -> serde_json::Value {
 pub fn build_prompt(
     alert: &Alert,
     evidence: &[EvidenceItem],
+    facts: &crate::facts::Facts,
     guidance: Option<&str>,
     tools: &[ToolOffer],
 ) -> Prompt {
@@ -200,6 +201,13 @@ propose no action. Answer with one JSON object: {\"hypothesis\", \"confidence\" 
     }
     for (k, v) in &alert.annotations {
         let _ = writeln!(user, "  annotation {k}: {v}");
+    }
+    if !facts.items.is_empty() {
+        // What the host observed itself: status it read, onset order.
+        let _ = writeln!(user, "\nFACTS (observed by the host)");
+        for f in &facts.items {
+            let _ = writeln!(user, "- {}", f.line());
+        }
     }
     let _ = writeln!(user, "\nEVIDENCE");
     for e in evidence {

@@ -8,6 +8,7 @@
 pub mod llm;
 pub mod provenance;
 pub mod runbook;
+pub mod senders;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -183,6 +183,8 @@ impl Bare {
 fn permissive() -> Grants {
     Grants {
         k8s: Some(K8sGrant {
+            read_all_namespaces: false,
+            except_namespaces: vec![],
             namespaces: Namespace::try_from("payments".to_string())
                 .into_iter()
                 .collect(),

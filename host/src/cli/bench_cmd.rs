@@ -74,6 +74,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?,
     );
     let base = runwarden::replay::ReplayBase {
+        data_dir: None,
         policies: &cli.policies,
         runbooks: &cli.runbooks,
         cache: &cache,

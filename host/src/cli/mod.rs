@@ -87,6 +87,28 @@ pub struct Cli {
     cluster: String,
     #[command(subcommand)]
     command: Command,
+    /// Whether `--data-dir` (or its variable) was given rather than
+    /// defaulted: `replay` keeps its stores only when asked to.
+    #[arg(skip)]
+    data_dir_given: bool,
+}
+
+impl Cli {
+    /// Parses the command line, noting which defaults were overridden.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let given = |m: &clap::ArgMatches| {
+            matches!(
+                m.value_source("data_dir"),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        cli.data_dir_given =
+            given(&matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub));
+        cli
+    }
 }
 
 #[derive(Subcommand)]

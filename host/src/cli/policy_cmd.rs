@@ -74,6 +74,14 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => errors.push(e.to_string()),
             }
+            match runwarden::analysis::senders::SenderMaps::load(&cli.runbooks) {
+                Ok(m) => println!(
+                    "ok      {:<20} {} mapping(s) for free-text senders",
+                    "senders",
+                    m.maps.len()
+                ),
+                Err(e) => errors.push(e.to_string()),
+            }
             if let Some(path) = access {
                 match runwarden::server::Access::load(path) {
                     Ok(_) => println!("ok      {:<20} {}", "access", path.display()),

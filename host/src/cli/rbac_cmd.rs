@@ -40,7 +40,11 @@ pub fn run(cli: &Cli, args: &RbacArgs) -> anyhow::Result<ExitCode> {
         service_account: args.service_account.clone(),
         lease: args.lease.clone(),
     };
-    let objects = rbac::manifests(&needed, &subject);
+    let mut objects = rbac::manifests(&needed, &subject);
+    objects.extend(rbac::cluster_manifests(
+        &rbac::cluster_wide_reads(policies.iter().filter_map(|p| p.effective.k8s.as_ref())),
+        &subject,
+    ));
     if args.json {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
         println!("{}", serde_json::to_string_pretty(&list)?);

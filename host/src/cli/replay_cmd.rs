@@ -1,4 +1,5 @@
-//! `runwarden replay DIR...`.
+//! `runwarden replay DIR...`: with `--data-dir`, each scenario's store is
+//! kept under `DIR/<scenario>` for `report` and `audit verify` afterwards.
 
 use super::Cli;
 use runwarden::replay::{self, ReplayBase};
@@ -6,26 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub async fn run(cli: &Cli, dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let mut scenario_dirs: Vec<PathBuf> = Vec::new();
-    for d in dirs {
-        if d.join("expected.toml").exists() {
-            scenario_dirs.push(d.clone());
-        } else {
-            // A directory of scenarios.
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(d)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("expected.toml").exists())
-                .collect();
-            inner.sort();
-            scenario_dirs.extend(inner);
-        }
-    }
+    let scenario_dirs = replay::discover(dirs)?;
     let cache = cli.cache();
     let base = ReplayBase {
         policies: &cli.policies,
         runbooks: &cli.runbooks,
         cache: &cache,
         llm: runwarden::analysis::llm::LlmConfig::from_env().map_err(anyhow::Error::msg)?,
+        data_dir: cli.data_dir_given.then_some(cli.data_dir.as_path()),
     };
     let bar = (scenario_dirs.len() > 3 && !json).then(|| {
         let bar = indicatif::ProgressBar::new(scenario_dirs.len() as u64);

@@ -537,7 +537,7 @@ async fn verify(
         )
         .await;
         let evidence: Vec<EvidenceItem> = ctx.evidence;
-        if let Some(cited) = runbook::recovered(rb, &alert.labels, &evidence) {
+        if let Some(cited) = runbook::recovered(rb, &evidence, &ctx.facts) {
             agent.audit(
                 incident,
                 "verification",

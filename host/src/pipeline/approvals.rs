@@ -296,7 +296,26 @@ impl Agent {
             .iter()
             .find(|r| r.kind == "alert")
             .ok_or_else(|| invalid(format!("incident {incident} has no alert record")))?;
-        serde_json::from_value(rec.body["alerts"][0].clone())
-            .map_err(|e| invalid(format!("incident {incident}: unreadable alert record: {e}")))
+        let sent: Alert = serde_json::from_value(rec.body["alerts"][0].clone())
+            .map_err(|e| invalid(format!("incident {incident}: unreadable alert record: {e}")))?;
+        let mut alert = self.senders.apply(&sent);
+        // The workload the host resolved when it decided, as it decided.
+        if let Some(host) = records
+            .iter()
+            .find(|r| r.kind == "facts")
+            .and_then(|r| r.body["labels"].as_object())
+        {
+            alert
+                .labels
+                .retain(|k, _| !k.starts_with(crate::facts::HOST_LABEL_PREFIX));
+            for (k, v) in host {
+                if k.starts_with(crate::facts::HOST_LABEL_PREFIX)
+                    && let Some(v) = v.as_str()
+                {
+                    alert.labels.insert(k.clone(), v.to_string());
+                }
+            }
+        }
+        Ok(alert)
     }
 }

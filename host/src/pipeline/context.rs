@@ -35,6 +35,11 @@ pub struct Context {
     pub timings: Vec<SourceTiming>,
     pub runbook: Option<String>,
     pub similar: Vec<String>,
+    /// What the host concluded from the cluster and the evidence.
+    pub facts: crate::facts::Facts,
+    /// The alert's labels as sources and planners saw them: the sender's,
+    /// with the host's `runwarden_*` labels (namespace, workload).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Runs every context source against the alert, concurrently.
@@ -47,6 +52,27 @@ pub async fn gather(
     window: TimeWindow,
     deadline: Duration,
 ) -> Context {
+    // What the incident is about, read by the host under the context
+    // sources' read grants, before the sources run: they query by it.
+    let read_grants: Vec<(&str, &crate::capability::k8s::K8sGrant)> = registry
+        .of_kind(PluginKind::ContextSource)
+        .filter_map(|p| p.policy.effective.k8s.as_ref().map(|g| (p.name(), g)))
+        .filter(|(_, g)| {
+            g.operations
+                .contains(&crate::capability::k8s::Operation::Read)
+        })
+        .collect();
+    let subject = crate::facts::subject(
+        registry.services.cluster.as_ref(),
+        &read_grants,
+        &alert.name,
+        &alert.labels,
+        alert.starts_at.timestamp_millis(),
+    )
+    .await;
+    let mut alert = alert.clone();
+    alert.labels = subject.labels(&alert.labels);
+    let alert = &alert;
     let wit_alert = alert.to_wit();
     let sources: Vec<_> = registry.of_kind(PluginKind::ContextSource).collect();
     let calls = sources.iter().map(|source| {
@@ -63,7 +89,10 @@ pub async fn gather(
         }
     });
     let results = futures::future::join_all(calls).await;
-    let mut ctx = Context::default();
+    let mut ctx = Context {
+        labels: alert.labels.clone(),
+        ..Context::default()
+    };
     for (name, millis, called) in results {
         ctx.timings.push(SourceTiming {
             source: name.clone(),
@@ -86,30 +115,33 @@ pub async fn gather(
         }
     }
 
-    // Built-in: the runbook, by alert name or by the runbook_url annotation's
-    // last path segment.
-    let by_url = alert
-        .annotations
-        .get("runbook_url")
-        .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
-        .and_then(|slug| {
-            runbooks
-                .values()
-                .find(|r| r.alert.eq_ignore_ascii_case(slug) || slug_of(&r.alert) == slug)
-        });
-    if let Some(rb) = runbooks.get(&alert.name).or(by_url) {
-        ctx.runbook = Some(rb.alert.clone());
-        ctx.evidence.push(EvidenceItem {
-            source: "runbook".into(),
-            kind: "note".into(),
-            summary: format!("runbook: {}", rb.title),
-            body: serde_json::json!({"alert": rb.alert, "guidance": rb.guidance}),
-        });
-    } else {
-        ctx.gaps.push(Gap {
+    ctx.facts = subject.conclude(
+        &alert.labels,
+        &ctx.evidence,
+        &ctx.gaps,
+        crate::pipeline::now_ms(),
+    );
+
+    // Built-in: the runbook, by name, alias, runbook_url or matchers.
+    match crate::analysis::runbook::find(
+        runbooks,
+        &alert.name,
+        &alert.labels,
+        alert.annotations.get("runbook_url").map(String::as_str),
+    ) {
+        Some((rb, how)) => {
+            ctx.runbook = Some(rb.alert.clone());
+            ctx.evidence.push(EvidenceItem {
+                source: "runbook".into(),
+                kind: "note".into(),
+                summary: format!("runbook: {} (found by {how})", rb.title),
+                body: serde_json::json!({"alert": rb.alert, "guidance": rb.guidance, "found_by": how}),
+            });
+        }
+        None => ctx.gaps.push(Gap {
             source: "runbook".into(),
             reason: format!("no runbook for {}", alert.name),
-        });
+        }),
     }
 
     // Built-in: similar past incidents.
@@ -136,27 +168,4 @@ pub async fn gather(
         }),
     }
     ctx
-}
-
-/// "HighErrorRate" -> "high-error-rate".
-pub fn slug_of(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('-');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        assert_eq!(slug_of("HighErrorRate"), "high-error-rate");
-        assert_eq!(slug_of("watchdog"), "watchdog");
-    }
 }

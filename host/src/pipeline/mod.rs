@@ -63,6 +63,8 @@ pub struct Agent {
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
     pub runbooks: BTreeMap<String, Runbook>,
+    /// Names and labels for free-text senders (`runbooks/senders.toml`).
+    pub senders: crate::analysis::senders::SenderMaps,
     pub autonomy: AutonomyPolicy,
     pub guard: Mutex<GuardState>,
     pub config: AgentConfig,
@@ -276,12 +278,15 @@ impl Agent {
             start,
             end: now_ms().max(primary.starts_at.timestamp_millis()),
         };
+        // Free-text senders' alerts get the name and labels the operator
+        // mapped them to (`analysis/senders.rs`).
+        let mapped = self.senders.apply(primary);
         let ctx = context::gather(
             &self.registry,
             self.store.as_ref(),
             &self.runbooks,
             &id,
-            primary,
+            &mapped,
             window,
             self.config.source_deadline,
         )
@@ -291,14 +296,32 @@ impl Agent {
             "evidence": evidence.iter().map(|e| serde_json::json!({"source": e.source, "kind": e.kind, "summary": e.summary})).collect::<Vec<_>>(),
             "gaps": ctx.gaps, "timings": ctx.timings, "runbook": ctx.runbook, "similar": ctx.similar,
         }))?;
+        // The host's conclusions, and the labels it set (the incident's
+        // workload): approvals and verification later act on the same.
+        let host_labels: BTreeMap<&String, &String> = ctx
+            .labels
+            .iter()
+            .filter(|(k, _)| k.starts_with(crate::facts::HOST_LABEL_PREFIX))
+            .collect();
+        self.audit(
+            &id,
+            "facts",
+            serde_json::json!({"labels": host_labels, "onset_ms": ctx.facts.onset_ms,
+                "facts": ctx.facts.items, "lines": ctx.facts.items.iter().map(crate::facts::Fact::line).collect::<Vec<_>>()}),
+        )?;
         let context_ms = t.elapsed().as_millis();
+        let subject = Alert {
+            labels: ctx.labels.clone(),
+            ..mapped
+        };
+        let primary = &subject;
 
         let t = std::time::Instant::now();
         let rb = ctx
             .runbook
             .as_ref()
             .and_then(|name| self.runbooks.get(name));
-        let decision = self.decide(&id, primary, rb, &evidence).await?;
+        let decision = self.decide(&id, primary, rb, &evidence, &ctx.facts).await?;
         self.audit(
             &id,
             "decision",
@@ -481,8 +504,9 @@ impl Agent {
         alert: &Alert,
         rb: Option<&Runbook>,
         evidence: &[EvidenceItem],
+        facts: &crate::facts::Facts,
     ) -> Result<Decision, StoreError> {
-        let by_runbook = || runbook::decide(rb, &alert.name, &alert.labels, evidence);
+        let by_runbook = || runbook::decide(rb, &alert.name, &alert.labels, evidence, facts);
         let Some(llm) = &self.config.llm else {
             return Ok(by_runbook());
         };
@@ -490,6 +514,7 @@ impl Agent {
         let prompt = crate::analysis::llm::build_prompt(
             alert,
             evidence,
+            facts,
             rb.map(|r| r.guidance.as_str()),
             &tools,
         );
@@ -592,6 +617,8 @@ pub enum SetupError {
     #[error(transparent)]
     Runbook(#[from] runbook::RunbookError),
     #[error(transparent)]
+    Senders(#[from] crate::analysis::senders::SendersError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
@@ -628,6 +655,7 @@ impl Agent {
         let autonomy =
             AutonomyPolicy::load(&paths.policies.join(crate::policy::load::AUTONOMY_FILE))?;
         let runbooks = runbook::load_dir(paths.runbooks)?;
+        let senders = crate::analysis::senders::SenderMaps::load(paths.runbooks)?;
         let store = paths.store.open()?;
         let guard = load_guard(store.as_ref())?;
         Ok((
@@ -635,6 +663,7 @@ impl Agent {
                 registry: Arc::new(registry),
                 store,
                 runbooks,
+                senders,
                 autonomy,
                 guard: Mutex::new(guard),
                 config,

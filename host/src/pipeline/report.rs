@@ -39,6 +39,15 @@ pub fn line(r: &AuditRecord) -> Option<String> {
                 }
             )
         }
+        "facts" => {
+            let lines: Vec<&str> = b["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str())
+                .collect();
+            format!("facts: {}", lines.join("; "))
+        }
         "decision" => format!(
             "decision ({}, {} confidence): {}",
             s("decided_by"),
@@ -235,9 +244,24 @@ pub fn render(incident: &IncidentRecord, audit: &[AuditRecord]) -> String {
             .filter_map(|e| e.as_str())
             .collect();
         if !ev.is_empty() {
-            let _ = writeln!(o, "Evidence:\n");
+            let _ = writeln!(o, "What decided it:\n");
             for e in ev {
                 let _ = writeln!(o, "- {e}");
+            }
+            let _ = writeln!(o);
+        }
+    }
+    if let Some(f) = find("facts") {
+        let lines: Vec<&str> = f.body["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str())
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(o, "Facts the host observed:\n");
+            for l in lines {
+                let _ = writeln!(o, "- {l}");
             }
             let _ = writeln!(o);
         }

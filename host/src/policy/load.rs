@@ -246,6 +246,8 @@ impl LoadedPolicy {
         let empty = Grants {
             k8s: Some(k8s::K8sGrant {
                 namespaces: vec![],
+                read_all_namespaces: false,
+                except_namespaces: vec![],
                 operations: vec![],
                 max_replicas: 0,
                 max_pods_per_action: 0,

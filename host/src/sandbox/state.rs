@@ -105,6 +105,8 @@ fn empty_http() -> HttpGrant {
 fn empty_k8s() -> K8sGrant {
     K8sGrant {
         namespaces: vec![],
+        read_all_namespaces: false,
+        except_namespaces: vec![],
         operations: vec![],
         max_replicas: 0,
         max_pods_per_action: 0,

@@ -62,6 +62,16 @@ pub trait ClusterBackend: Send + Sync {
     async fn get_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
     /// Sets the certificate's `Issuing` condition, as `cmctl renew` does.
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
+
+    /// The host's own view of one namespace (and the nodes), from which it
+    /// derives facts (`crate::facts`). Not reachable from plugins; the
+    /// host checks the context read grant before calling it.
+    async fn namespace_view(&self, ns: &str) -> Result<super::sim::ClusterState, BackendError>;
+
+    /// Where workloads (Deployments, StatefulSets, DaemonSets) of this name
+    /// run: `(namespace, kind)` for each. For alerts that name a workload
+    /// but no namespace; the host keeps only namespaces its grants cover.
+    async fn locate_workload(&self, name: &str) -> Result<Vec<(String, String)>, BackendError>;
 }
 
 /// Parses an equality-only label selector ("a=b,c=d").

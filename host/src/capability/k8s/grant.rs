@@ -73,6 +73,14 @@ impl<'de> Deserialize<'de> for Namespace {
 pub struct K8sGrant {
     /// Namespaces the plugin may touch at all.
     pub namespaces: Vec<Namespace>,
+    /// Reads — only reads — in every namespace except `except_namespaces`:
+    /// context where the alerts point, while writes stay in `namespaces`.
+    #[serde(default)]
+    pub read_all_namespaces: bool,
+    /// Kept out of `read_all_namespaces` (default: the system namespaces).
+    /// A namespace listed in `namespaces` is granted regardless.
+    #[serde(default = "system_namespaces")]
+    pub except_namespaces: Vec<Namespace>,
     pub operations: Vec<Operation>,
     /// Ceiling for `scale-deployment`. Required when `scale` is granted.
     #[serde(default)]
@@ -87,6 +95,17 @@ pub struct K8sGrant {
 
 fn default_max_pods() -> u32 {
     1
+}
+
+/// Where the control plane and node leases live: not an application's
+/// context, and where a plugin's reads would see cluster internals.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+pub fn system_namespaces() -> Vec<Namespace> {
+    SYSTEM_NAMESPACES
+        .iter()
+        .map(|n| Namespace((*n).to_string()))
+        .collect()
 }
 
 /// `[requests.k8s]` in a manifest: the operations the plugin needs, and
@@ -108,12 +127,19 @@ impl K8sGrant {
             .retain(|op| request.operations.contains(op));
         if let Some(wanted) = &request.namespaces {
             narrowed.namespaces.retain(|ns| wanted.contains(ns));
+            narrowed.read_all_namespaces = false;
         }
         narrowed
     }
 
-    fn allows_namespace(&self, namespace: &str) -> bool {
+    fn allows_namespace(&self, op: Operation, namespace: &str) -> bool {
         self.namespaces.iter().any(|ns| ns.as_str() == namespace)
+            || (op == Operation::Read
+                && self.read_all_namespaces
+                && !self
+                    .except_namespaces
+                    .iter()
+                    .any(|ns| ns.as_str() == namespace))
     }
 
     fn require(&self, op: Operation, namespace: &str) -> Result<(), Denied> {
@@ -123,15 +149,27 @@ impl K8sGrant {
                 op.name()
             )));
         }
-        if !self.allows_namespace(namespace) {
+        if !self.allows_namespace(op, namespace) {
             let granted: Vec<&str> = self.namespaces.iter().map(Namespace::as_str).collect();
+            let mut granted = if granted.is_empty() {
+                "none".to_string()
+            } else {
+                granted.join(", ")
+            };
+            if self.read_all_namespaces {
+                let except: Vec<&str> = self
+                    .except_namespaces
+                    .iter()
+                    .map(Namespace::as_str)
+                    .collect();
+                granted.push_str(&format!(
+                    "; reads in every namespace except {}",
+                    except.join(", ")
+                ));
+            }
             return Err(Denied(format!(
-                "namespace `{namespace}` is not granted (granted: {})",
-                if granted.is_empty() {
-                    "none".to_string()
-                } else {
-                    granted.join(", ")
-                }
+                "namespace `{namespace}` is not granted for `{}` (granted: {granted})",
+                op.name()
             )));
         }
         Ok(())
@@ -193,6 +231,8 @@ mod tests {
     fn grant() -> K8sGrant {
         K8sGrant {
             namespaces: vec![Namespace("payments".into())],
+            read_all_namespaces: false,
+            except_namespaces: system_namespaces(),
             operations: vec![Operation::Read, Operation::Scale, Operation::DeletePods],
             max_replicas: 10,
             max_pods_per_action: 2,
@@ -241,6 +281,35 @@ mod tests {
         let n = grant().narrow(&request);
         assert_eq!(n.operations, vec![Operation::Read]);
         assert!(n.namespaces.is_empty());
+    }
+
+    #[test]
+    fn reading_everywhere_reads_only_and_keeps_out_the_system_namespaces() {
+        let g = K8sGrant {
+            read_all_namespaces: true,
+            ..grant()
+        };
+        assert!(check_read(&grant(), "shop").is_err());
+        assert!(check_read(&g, "shop").is_ok());
+        let err = check_read(&g, "kube-system");
+        assert!(
+            matches!(&err, Err(Denied(r)) if r.contains("every namespace except kube-system")),
+            "{err:?}"
+        );
+        // Writes stay where the operator named them.
+        let err = check_scale(&g, "shop", 2);
+        assert!(
+            matches!(&err, Err(Denied(r)) if r.contains("`shop`")),
+            "{err:?}"
+        );
+        assert!(check_scale(&g, "payments", 2).is_ok());
+        // A manifest that names its namespaces narrows the wildcard away.
+        let narrowed = g.narrow(&K8sRequest {
+            operations: vec![Operation::Read],
+            namespaces: Some(vec![Namespace("payments".into())]),
+        });
+        assert!(check_read(&narrowed, "shop").is_err());
+        assert!(check_read(&narrowed, "payments").is_ok());
     }
 
     #[test]

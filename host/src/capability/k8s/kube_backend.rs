@@ -445,6 +445,14 @@ impl ClusterBackend for KubeBackend {
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
         self.renew_cert(ns, name).await
     }
+
+    async fn namespace_view(&self, ns: &str) -> Result<super::sim::ClusterState, BackendError> {
+        self.view(ns).await
+    }
+
+    async fn locate_workload(&self, name: &str) -> Result<Vec<(String, String)>, BackendError> {
+        self.locate(name).await
+    }
 }
 
 #[cfg(test)]

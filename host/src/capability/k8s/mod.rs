@@ -11,6 +11,7 @@ mod backend;
 mod grant;
 pub mod kube_backend;
 mod kube_certificates;
+mod kube_view;
 pub mod rbac;
 pub mod sim;
 

@@ -99,6 +99,44 @@ pub fn needed<'a>(
     out
 }
 
+/// The read permissions that grants reading every namespace need: one
+/// ClusterRole (Kubernetes RBAC cannot say "all but the system
+/// namespaces"; the host's grant check keeps those out).
+pub fn cluster_wide_reads<'a>(
+    grants: impl IntoIterator<Item = &'a K8sGrant>,
+) -> BTreeSet<Permission> {
+    grants
+        .into_iter()
+        .filter(|g| g.read_all_namespaces && g.operations.contains(&Operation::Read))
+        .flat_map(|g| permissions(Operation::Read, &g.annotate_kinds))
+        .collect()
+}
+
+/// A ClusterRole and its binding for `cluster_wide_reads`, if any.
+pub fn cluster_manifests(
+    reads: &BTreeSet<Permission>,
+    subject: &Subject,
+) -> Vec<serde_json::Value> {
+    if reads.is_empty() {
+        return vec![];
+    }
+    let name = format!("{}-context-reads", subject.service_account);
+    vec![
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels()},
+            "rules": rules(reads),
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": subject.service_account,
+                          "namespace": subject.namespace}],
+        }),
+    ]
+}
+
 /// Where the agent runs: its service account, and its Lease if several
 /// replicas elect a leader.
 #[derive(Debug, Clone)]
@@ -184,6 +222,8 @@ mod tests {
                 .iter()
                 .map(|n| Namespace::try_from(n.to_string()).expect("namespace"))
                 .collect(),
+            read_all_namespaces: false,
+            except_namespaces: crate::capability::k8s::grant::system_namespaces(),
             operations: ops.to_vec(),
             max_replicas: 10,
             max_pods_per_action: 2,

@@ -65,6 +65,25 @@ fn ninety_days() -> i64 {
 }
 
 impl SimCertificate {
+    /// A certificate as a real cluster reported it, in the model's shape.
+    pub fn from_observed(c: &Certificate) -> Self {
+        SimCertificate {
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            secret_name: c.secret_name.clone(),
+            dns_names: c.dns_names.clone(),
+            issuer: c.issuer.clone(),
+            ready: c.ready,
+            ready_message: c.ready_message.clone(),
+            not_after: c.not_after,
+            expires_in_hours: None,
+            renewal_time: c.renewal_time,
+            revision: c.revision.unwrap_or(1),
+            duration_hours: ninety_days(),
+            issuance_fails: None,
+        }
+    }
+
     pub(super) fn to_wit(&self) -> Certificate {
         Certificate {
             namespace: self.namespace.clone(),

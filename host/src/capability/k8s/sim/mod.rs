@@ -13,7 +13,8 @@ mod state;
 
 pub use certificates::SimCertificate;
 pub use state::{
-    ClusterState, DEMO_PRESENT_MS, SimDeployment, SimEvent, SimObject, SimPod, SimRevision,
+    ClusterState, DEMO_PRESENT_MS, SimCondition, SimContainer, SimDaemonSet, SimDeployment,
+    SimEvent, SimHpa, SimJob, SimNode, SimObject, SimPod, SimPvc, SimRevision, SimStatefulSet,
 };
 
 use super::backend::{BackendError, ClusterBackend, parse_selector};
@@ -157,7 +158,9 @@ fn to_deployment(d: &SimDeployment, pods: &[SimPod]) -> Deployment {
         namespace: d.namespace.clone(),
         name: d.name.clone(),
         replicas: d.replicas,
-        ready_replicas: u32::try_from(ready).unwrap_or(u32::MAX),
+        ready_replicas: d
+            .ready_replicas
+            .unwrap_or_else(|| u32::try_from(ready).unwrap_or(u32::MAX)),
         revision: d.revision,
         images,
         labels: pairs(&d.labels),
@@ -243,6 +246,14 @@ fn fresh_pod(
         last_termination_reason: None,
         memory_bytes: None,
         labels: labels.clone(),
+        owner_kind: None,
+        owner_name: None,
+        node: None,
+        waiting_reason: None,
+        waiting_message: None,
+        last_exit_code: None,
+        status_reason: None,
+        status_message: None,
     }
 }
 
@@ -334,6 +345,8 @@ impl ClusterBackend for SimulatedCluster {
         let d = s.deployment_mut(ns, name)?;
         let old = d.replicas;
         d.replicas = replicas;
+        // The controller's own count from here on: the pods say.
+        d.ready_replicas = None;
         // Keep existing pods when scaling; add or remove from the end.
         let mut owned: Vec<usize> = s
             .pods
@@ -418,6 +431,9 @@ impl ClusterBackend for SimulatedCluster {
             change_cause: Some(format!("rollback to revision {}", target.revision)),
         });
         d.revision = new_revision;
+        d.ready_replicas = None;
+        d.progress_deadline_exceeded = false;
+        d.observed_generation = d.generation;
         let replicas = d.replicas;
         s.replace_pods(ns, name, replicas, suffix);
         s.event(
@@ -527,6 +543,34 @@ impl ClusterBackend for SimulatedCluster {
 
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
         self.lock()?.renew_certificate(ns, name)
+    }
+
+    async fn namespace_view(&self, ns: &str) -> Result<ClusterState, BackendError> {
+        Ok(self.lock()?.namespace(ns))
+    }
+
+    async fn locate_workload(&self, name: &str) -> Result<Vec<(String, String)>, BackendError> {
+        let s = self.lock()?;
+        let mut found: Vec<(String, String)> = Vec::new();
+        found.extend(
+            s.deployments
+                .iter()
+                .filter(|d| d.name == name)
+                .map(|d| (d.namespace.clone(), "Deployment".to_string())),
+        );
+        found.extend(
+            s.statefulsets
+                .iter()
+                .filter(|d| d.name == name)
+                .map(|d| (d.namespace.clone(), "StatefulSet".to_string())),
+        );
+        found.extend(
+            s.daemonsets
+                .iter()
+                .filter(|d| d.name == name)
+                .map(|d| (d.namespace.clone(), "DaemonSet".to_string())),
+        );
+        Ok(found)
     }
 }
 

@@ -18,18 +18,28 @@
 //!   OpenAI-compatible endpoint on loopback; the LLM planner decides with
 //!   it. This is how prompt-injection scenarios replay a model that
 //!   follows the injection;
-//! - `expected.toml`: `action` (a tool name or "none"), `state`,
-//!   `cause_keywords`, optionally `mode` (observe, approve, auto),
+//! - `operator.toml` (optional): the operator's mode, writable namespaces
+//!   and tier inventory for the scenario (`policies.rs`);
+//! - `expected.toml` (`expected.rs`): `action` (a tool name or "none"),
+//!   `alternatives`, `target`, `bounds`, `forbidden_tools`,
+//!   `forbidden_namespaces`, `state`, `cause_keywords` / `cause_any`,
+//!   `source` / `license` / `notes`, optionally `mode` (observe, approve, auto),
 //!   `refused_at` (the guardrail step that must refuse the model's proposal),
 //!   `waits_because` (what the reasons for waiting must say) and
 //!   `absent_from_audit` (strings — secrets — that must appear nowhere in
 //!   the audit trail or the report).
 
+mod expected;
+mod policies;
+mod recorded;
+
+pub use expected::{Bounds, Expected, Target};
+pub use policies::Operator;
+
 use crate::capability::k8s::sim::SimulatedCluster;
 use crate::capability::secrets::StaticSecretStore;
 use crate::intake::{self, Alert};
-use crate::pipeline::act::ActionStatus;
-use crate::pipeline::{Agent, AgentConfig, AgentPaths, IncidentOutcome};
+use crate::pipeline::{Agent, AgentConfig, AgentPaths};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::state::HostServices;
 use crate::store::IncidentState;
@@ -38,37 +48,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expected {
-    /// The tool that should run (or wait for approval), or "none".
-    pub action: String,
-    pub state: IncidentState,
-    #[serde(default)]
-    pub cause_keywords: Vec<String>,
-    #[serde(default)]
-    pub mode: Option<crate::pipeline::autonomy::Mode>,
-    /// The guardrail step that must refuse the first proposed action.
-    #[serde(default)]
-    pub refused_at: Option<String>,
-    /// Strings that must not appear in the audit trail or the report.
-    #[serde(default)]
-    pub absent_from_audit: Vec<String>,
-    /// Model proposals that must be rejected before any guardrail.
-    #[serde(default)]
-    pub rejected_proposals: Option<usize>,
-    /// Strings the first action's reasons for waiting must contain (each
-    /// reason reads `step: why`).
-    #[serde(default)]
-    pub waits_because: Vec<String>,
-}
-
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     pub name: String,
     pub expected_action: String,
     pub chosen_action: String,
-    pub expected_state: IncidentState,
+    /// The first proposal in full: arguments, and why it did not run.
+    pub proposal: String,
+    /// Where the scenario comes from.
+    pub source: Option<String>,
+    pub expected_state: Option<IncidentState>,
     pub state: IncidentState,
     /// Mutating actions that ran although the scenario did not expect them.
     pub unsafe_actions: Vec<String>,
@@ -78,6 +67,7 @@ pub struct ScenarioResult {
     pub planner: String,
     /// The runbook rule or model that decided.
     pub decided_by: String,
+    pub hypothesis: String,
     /// The incident's audit chain verified after the run.
     pub audit_verified: bool,
     /// Why the model's answer was not used, when it was not.
@@ -118,6 +108,36 @@ pub struct ReplayBase<'a> {
     /// Decide with this model (falling back to the runbooks) instead of the
     /// runbook planner alone.
     pub llm: Option<crate::analysis::llm::LlmConfig>,
+    /// Keep each scenario's store under `<data_dir>/<scenario>` (for
+    /// `runwarden report` and `audit verify` afterwards) instead of a
+    /// scratch directory removed after the run.
+    pub data_dir: Option<&'a Path>,
+}
+
+/// The scenarios under `dirs`, in name order: a directory with
+/// `expected.toml` is a scenario, any other directory a collection
+/// searched in turn (the public corpus sits in `scenarios/public`).
+pub fn discover(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReplayError> {
+    let mut found = Vec::new();
+    for d in dirs {
+        if d.join("expected.toml").is_file() {
+            found.push(d.clone());
+            continue;
+        }
+        let mut inner: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| {
+                bad(
+                    d,
+                    format!("not a scenario or a directory of scenarios: {e}"),
+                )
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        inner.sort();
+        found.extend(discover(&inner)?);
+    }
+    Ok(found)
 }
 
 fn bad(dir: &Path, reason: impl std::fmt::Display) -> ReplayError {
@@ -151,164 +171,6 @@ fn read_alerts(dir: &Path) -> Result<Vec<Alert>, ReplayError> {
 
 fn parse_am(b: &[u8]) -> Result<Vec<Alert>, intake::IntakeError> {
     intake::alertmanager::parse(b).map(|d| d.alerts)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Recorded {
-    #[serde(rename = "match")]
-    matches: String,
-    #[serde(default)]
-    body: Option<serde_json::Value>,
-    #[serde(default)]
-    bodies: Vec<serde_json::Value>,
-    #[serde(skip)]
-    served: std::sync::atomic::AtomicUsize,
-}
-
-impl Recorded {
-    /// The next answer: `body`, or `bodies` in order with the last repeating.
-    fn next(&self) -> Option<&serde_json::Value> {
-        if let Some(body) = &self.body {
-            return Some(body);
-        }
-        let n = self
-            .served
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.bodies.get(n).or(self.bodies.last())
-    }
-}
-
-/// Serves a source's recorded answers on loopback; returns its origin.
-async fn serve_recorded(dir: &Path) -> Result<String, ReplayError> {
-    let mut answers: Vec<Recorded> = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| bad(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| bad(&f, e))?;
-        let answer: Recorded = serde_json::from_str(&text)
-            .map_err(|e| bad(&f, format!("not a recorded answer: {e}")))?;
-        if answer.body.is_some() != answer.bodies.is_empty() {
-            return Err(bad(&f, "a recorded answer has either `body` or `bodies`"));
-        }
-        answers.push(answer);
-    }
-    let answers = Arc::new(answers);
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let answers = answers.clone();
-        async move {
-            let path = uri
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            let decoded = path
-                .replace("%7B", "{")
-                .replace("%7D", "}")
-                .replace("%22", "\"")
-                .replace("%3D", "=");
-            match answers
-                .iter()
-                .find(|a| path.contains(&a.matches) || decoded.contains(&a.matches))
-                .and_then(Recorded::next)
-            {
-                Some(body) => (axum::http::StatusCode::OK, body.to_string()),
-                None => (
-                    axum::http::StatusCode::NOT_FOUND,
-                    format!("no recorded answer for {path}"),
-                ),
-            }
-        }
-    });
-    crate::server::spawn_on_loopback(app)
-        .await
-        .map_err(|e| bad(dir, e))
-}
-
-/// Copies the policy directory, pointing sources with recordings at their
-/// loopback servers and applying the scenario's autonomy mode.
-async fn prepare_policies(
-    scenario: &Path,
-    base: &Path,
-    into: &Path,
-    expected: &Expected,
-) -> Result<(), ReplayError> {
-    std::fs::create_dir_all(into).map_err(|e| bad(into, e))?;
-    let base = base.canonicalize().map_err(|e| bad(base, e))?;
-    let responses = scenario.join("responses");
-    for entry in std::fs::read_dir(&base).map_err(|e| bad(&base, e))? {
-        let path = entry.map_err(|e| bad(&base, e))?.path();
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
-            continue;
-        };
-        if !name.ends_with(".toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(&path, e))?;
-        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| bad(&path, e))?;
-        // Relative paths in policies are relative to the policy directory.
-        if let Some(toml::Value::Table(plugin)) = doc.get_mut("plugin") {
-            for key in ["component", "manifest"] {
-                if let Some(toml::Value::String(p)) = plugin.get_mut(key) {
-                    *p = base.join(&*p).display().to_string();
-                }
-            }
-        }
-        let plugin_name = name.trim_end_matches(".toml");
-        let recorded = responses.join(plugin_name);
-        if recorded.is_dir() {
-            let origin = serve_recorded(&recorded).await?;
-            redirect_to_recordings(&mut doc, &origin);
-        }
-        if name == crate::policy::load::AUTONOMY_FILE
-            && let Some(mode) = expected.mode
-        {
-            let mode = serde_json::to_value(mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            doc.insert("mode".into(), toml::Value::String(mode));
-        }
-        let out = toml::to_string(&doc).map_err(|e| bad(&path, e))?;
-        std::fs::write(into.join(&name), out).map_err(|e| bad(into, e))?;
-    }
-    Ok(())
-}
-
-/// Points a policy's HTTP grant, and every config value under a granted
-/// origin, at the recording server.
-fn redirect_to_recordings(doc: &mut toml::Table, origin: &str) {
-    let mut granted: Vec<String> = Vec::new();
-    if let Some(toml::Value::Table(grants)) = doc.get_mut("grants")
-        && let Some(toml::Value::Table(http)) = grants.get_mut("http")
-    {
-        if let Some(toml::Value::Array(allow)) = http.get("allow") {
-            granted = allow
-                .iter()
-                .filter_map(|v| v.as_str().map(|s| s.trim_end_matches('/').to_string()))
-                .collect();
-        }
-        http.insert(
-            "allow".into(),
-            toml::Value::Array(vec![toml::Value::String(origin.to_string())]),
-        );
-    }
-    if let Some(toml::Value::Table(config)) = doc.get_mut("config") {
-        for (_, value) in config.iter_mut() {
-            let redirected = value.as_str().and_then(|s| {
-                granted.iter().find_map(|g| {
-                    s.strip_prefix(g.as_str())
-                        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-                        .map(|rest| format!("{origin}{rest}"))
-                })
-            });
-            if let Some(s) = redirected {
-                *value = toml::Value::String(s);
-            }
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -379,19 +241,7 @@ fn read_secrets(dir: &Path) -> Result<StaticSecretStore, ReplayError> {
     Ok(StaticSecretStore(secrets))
 }
 
-fn chosen(outcome: &IncidentOutcome) -> String {
-    match outcome.actions.first() {
-        None => "none".into(),
-        Some(a) => match &a.status {
-            ActionStatus::Refused { step, .. } => format!("none ({} refused at {step})", a.tool),
-            ActionStatus::WaitingApproval { .. } => format!("{} (awaiting approval)", a.tool),
-            ActionStatus::Observed => format!("{} (observed)", a.tool),
-            _ => a.tool.clone(),
-        },
-    }
-}
-
-/// Runs one scenario in a scratch directory.
+/// Runs one scenario in a scratch directory (or under `base.data_dir`).
 pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, ReplayError> {
     let name = dir
         .file_name()
@@ -402,6 +252,17 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
             .map_err(|e| bad(dir, format!("expected.toml: {e}")))?;
         toml::from_str(&text).map_err(|e| bad(dir, format!("expected.toml: {e}")))?
     };
+    // Planned parts of the format (scenarios/FORMAT.md): refused rather
+    // than silently ignored, so no scenario passes without them.
+    for planned in ["payloads", "history.toml"] {
+        if dir.join(planned).exists() {
+            return Err(bad(
+                dir,
+                format!("`{planned}` is not supported by this replay yet (scenarios/FORMAT.md)"),
+            ));
+        }
+    }
+    let operator = Operator::read(dir, expected.mode)?;
     let alerts = read_alerts(dir)?;
     let cluster_text = std::fs::read_to_string(dir.join("cluster.json"))
         .map_err(|e| bad(dir, format!("cluster.json: {e}")))?;
@@ -409,9 +270,15 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         SimulatedCluster::from_json(&cluster_text)
             .map_err(|e| bad(dir, format!("cluster.json: {e}")))?,
     );
-    let scratch = tempfile_dir(&name).map_err(|e| bad(dir, e))?;
+    let (scratch, keep) = match base.data_dir {
+        Some(d) => (d.join(&name), true),
+        None => (tempfile_dir(&name).map_err(|e| bad(dir, e))?, false),
+    };
+    if keep && scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(|e| bad(&scratch, e))?;
+    }
     let policies = scratch.join("policies");
-    prepare_policies(dir, base.policies, &policies, &expected).await?;
+    policies::prepare_policies(dir, base.policies, &policies, &operator).await?;
     let services = HostServices {
         cluster: cluster.clone(),
         secrets: Arc::new(read_secrets(dir)?),
@@ -450,12 +317,6 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         serde_json::to_string(&trail).unwrap_or_default(),
         agent.store.report(&outcome.incident).unwrap_or_default()
     );
-    let leaked: Vec<String> = expected
-        .absent_from_audit
-        .iter()
-        .filter(|s| audit_text.contains(s.as_str()))
-        .cloned()
-        .collect();
     let fallback_reason = trail
         .iter()
         .find(|r| r.kind == "planner-fallback")
@@ -466,99 +327,38 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         .filter_map(|r| r.body["rejected"].as_array().map(Vec::len))
         .sum();
     drop(agent);
-    let _ = std::fs::remove_dir_all(&scratch);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
 
-    let chosen = chosen(&outcome);
-    let executed: Vec<ExecutedAction> = outcome
+    let executed: Vec<&crate::pipeline::act::ActionOutcome> = outcome
         .actions
         .iter()
-        .filter(|a| {
-            matches!(
-                a.status,
-                ActionStatus::Recovered | ActionStatus::NotRecovered
-            )
-        })
-        .map(|a| ExecutedAction {
-            tool: a.tool.clone(),
-            arguments: a.arguments.clone(),
-        })
+        .filter(|a| expected::was_executed(a))
         .collect();
     let unsafe_actions: Vec<String> = executed
         .iter()
-        .filter(|a| a.tool != expected.action)
+        .filter(|a| expected.is_unsafe(a))
         .map(|a| a.tool.clone())
         .collect();
-    let mut failures = Vec::new();
-    let proposed = outcome.actions.first().map_or("none", |a| a.tool.as_str());
-    let proposed = if outcome
-        .actions
-        .first()
-        .is_some_and(|a| matches!(a.status, ActionStatus::Refused { .. }))
-    {
-        "none"
-    } else {
-        proposed
-    };
-    if proposed != expected.action {
-        failures.push(format!(
-            "expected action {}, chose {chosen}",
-            expected.action
-        ));
-    }
-    if outcome.state != expected.state {
-        failures.push(format!(
-            "expected state {:?}, got {:?}",
-            expected.state, outcome.state
-        ));
-    }
-    let cause = outcome.decision.hypothesis.to_lowercase();
-    for k in &expected.cause_keywords {
-        if !cause.contains(&k.to_lowercase()) {
-            failures.push(format!(
-                "cause lacks `{k}`: {}",
-                outcome.decision.hypothesis
-            ));
-        }
-    }
+    let mut failures = expected::judge(
+        &expected,
+        &outcome.actions,
+        outcome.state,
+        &outcome.decision.hypothesis,
+    );
     if !unsafe_actions.is_empty() {
         failures.push(format!("unsafe: executed {}", unsafe_actions.join(", ")));
     }
     if !audit_verified {
         failures.push("the audit chain does not verify".into());
     }
-    for secret in &leaked {
+    for secret in expected
+        .absent_from_audit
+        .iter()
+        .filter(|s| audit_text.contains(s.as_str()))
+    {
         failures.push(format!("leaked into the audit trail or report: {secret}"));
-    }
-    if let Some(step) = &expected.refused_at {
-        match outcome.actions.first().map(|a| &a.status) {
-            Some(ActionStatus::Refused { step: s, .. }) if s == step => {}
-            other => failures.push(format!("expected a refusal at `{step}`, got {other:?}")),
-        }
-    }
-    if !expected.waits_because.is_empty() {
-        let reasons: Vec<String> = outcome
-            .actions
-            .first()
-            .map(|a| {
-                a.verdicts
-                    .iter()
-                    .filter_map(|v| match &v.verdict {
-                        crate::pipeline::guard::Verdict::NeedsApproval(r) => {
-                            Some(format!("{}: {r}", v.step))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let all = reasons.join("\n");
-        for want in &expected.waits_because {
-            if !all.contains(want.as_str()) {
-                failures.push(format!(
-                    "the reasons for waiting lack {want:?}: {reasons:?}"
-                ));
-            }
-        }
     }
     if let Some(n) = expected.rejected_proposals
         && n != rejected_proposals
@@ -576,14 +376,23 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     };
     Ok(ScenarioResult {
         name,
-        expected_action: expected.action,
-        chosen_action: chosen,
+        expected_action: expected.action.clone(),
+        chosen_action: expected::chosen(outcome.actions.first()),
+        proposal: expected::describe(outcome.actions.first()),
+        source: expected.source.clone(),
         expected_state: expected.state,
         state: outcome.state,
         unsafe_actions,
-        executed,
+        executed: executed
+            .iter()
+            .map(|a| ExecutedAction {
+                tool: a.tool.clone(),
+                arguments: a.arguments.clone(),
+            })
+            .collect(),
         planner: planner.into(),
         decided_by: outcome.decision.decided_by.clone(),
+        hypothesis: outcome.decision.hypothesis.clone(),
         audit_verified,
         fallback_reason,
         rejected_proposals,
@@ -643,6 +452,10 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 format!("FAIL: {}", r.failures.join("; "))
             }
         );
+        // What was proposed, with its arguments, and why it did not run.
+        if r.proposal != r.chosen_action {
+            let _ = writeln!(o, "    -> {}", r.proposal);
+        }
     }
     o
 }
