@@ -561,13 +561,7 @@ async fn approve_with_server_runs_in_the_agent_under_the_tokens_identity() {
             "labels": {"alertname": "HighErrorRate", "namespace": "payments", "service": "payment-api", "tier": "1"},
             "annotations": {}, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z"}]
     });
-    let (status, body) = common::http(
-        "POST",
-        &format!("{}/webhooks/alertmanager", agent.base),
-        &[("content-type", "application/json")],
-        alert.to_string().into_bytes(),
-    )
-    .await;
+    let (status, body) = common::post_alertmanager(&agent.base, &alert).await;
     assert_eq!(status, 202, "{body}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

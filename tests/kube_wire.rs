@@ -409,3 +409,112 @@ async fn in_a_pod_the_service_account_files_are_used() {
         "authenticated by the service account's token"
     );
 }
+
+/// The host's facts come from a real client's reads of object status: a
+/// kube-state-metrics alert naming only a pod resolves, through the pod's
+/// owner references, to its Deployment; the container's waiting reason,
+/// last termination (OOMKilled, exit 137) and restarts, the autoscaler at
+/// its maximum (autoscaling/v2) and the pod's warning events reach the
+/// report; and the runbook escalates a memory limit too low instead of
+/// restarting a crash loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn facts_come_from_object_status_read_through_the_client_stack() {
+    let pki = Pki::new();
+    let api = KubeApi::start(&pki, TOKEN).await;
+    api.crash_loop("payments", "payment-api-7d9f-a1");
+    api.serve_list(
+        "payments",
+        "horizontalpodautoscalers",
+        vec![serde_json::json!({
+            "metadata": {"name": "payment-api", "namespace": "payments"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "payment-api", "apiVersion": "apps/v1"},
+                     "minReplicas": 2, "maxReplicas": 3,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+            "status": {"currentReplicas": 3, "desiredReplicas": 3,
+                       "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 95}}}]}
+        })],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    api.kubeconfig(&pki, false, &config);
+    let s = common::agent::setup(|_, t| t);
+    let root = s.dir.path();
+    common::copy_runbooks(&root.join("runbooks"));
+    std::fs::write(
+        root.join("access.toml"),
+        "[[api_token]]\nname = \"t\"\nrole = \"viewer\"\ntoken = { value = \"facts-viewer-token-0123\" }\n",
+    )
+    .unwrap();
+    let mut agent = common::process::serve_env(
+        root,
+        &[
+            "--cluster",
+            "kube",
+            "--access",
+            "access.toml",
+            "--insecure-local-webhooks",
+        ],
+        &[("KUBECONFIG", config.as_path())],
+    );
+    let alert = serde_json::json!({"version": "4", "status": "firing", "receiver": "r", "groupKey": "{}:{}",
+        "alerts": [{"status": "firing", "fingerprint": "crash1",
+            "labels": {"alertname": "KubePodCrashLooping", "namespace": "payments", "pod": "payment-api-7d9f-a1",
+                       "container": "app", "job": "kube-state-metrics", "service": "kube-prometheus-stack-kube-state-metrics"},
+            "annotations": {}, "startsAt": chrono::Utc::now().to_rfc3339(), "endsAt": "0001-01-01T00:00:00Z"}]});
+    let (status, body) = common::post_alertmanager(&agent.base, &alert).await;
+    assert_eq!(status, 202, "{body}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = loop {
+        let (status, body) = common::http(
+            "GET",
+            &format!("{}/api/incidents/INC-1/report", agent.base),
+            &[("authorization", "Bearer facts-viewer-token-0123")],
+            vec![],
+        )
+        .await;
+        if status == 200 && body.contains("Facts the host observed") {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{status} {body}\n{}",
+            agent.logged()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for want in [
+        "workload Deployment payments/payment-api (from label `pod` → ReplicaSet → Deployment)",
+        "CrashLoopBackOff",
+        "OOMKilled",
+        "exit code 137",
+        "autoscaler 2..3, at its maximum",
+        "OOMKilling: Memory cgroup out of memory",
+        "memory limit is too low",
+    ] {
+        assert!(report.contains(want), "{want:?} not in:\n{report}");
+    }
+    // Every read the facts needed went through the API, none wrote.
+    let seen = api.seen();
+    for path in [
+        "/pods",
+        "/horizontalpodautoscalers",
+        "/statefulsets",
+        "/jobs",
+        "/events",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.path().ends_with(path)),
+            "{path} never read"
+        );
+    }
+    assert!(
+        seen.iter()
+            .all(|s| s.method == "GET" || s.path().contains("/leases")),
+        "{:?}",
+        seen.iter()
+            .filter(|s| s.method != "GET")
+            .collect::<Vec<_>>()
+    );
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+}

@@ -54,6 +54,10 @@ struct State {
     leases: BTreeMap<(String, String), (u64, Value)>,
     seen: Vec<Seen>,
     failures: Vec<Failure>,
+    /// Pods whose container crash-loops after OOM kills.
+    crashing: Vec<(String, String)>,
+    /// Extra objects served as lists: (namespace, plural) → items.
+    lists: BTreeMap<(String, String), Vec<Value>>,
 }
 
 pub struct KubeApi {
@@ -187,6 +191,31 @@ impl KubeApi {
             .map(|d| d.2.clone())
     }
 
+    /// The pod's container now crash-loops: OOMKilled (exit 137), seven
+    /// restarts, not ready, with a liveness warning event.
+    pub fn crash_loop(&self, ns: &str, pod: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.crashing.push((ns.to_string(), pod.to_string()));
+            s.lists
+                .entry((ns.to_string(), "events".into()))
+                .or_default()
+                .push(json!({
+                "metadata": {"name": format!("{pod}.1"), "namespace": ns},
+                "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns},
+                "type": "Warning", "reason": "OOMKilling", "count": 7,
+                "message": "Memory cgroup out of memory: Killed process 1 (java)",
+                "lastTimestamp": "2026-11-27T06:29:00Z"}));
+        }
+    }
+
+    /// Serves `items` as the list of `plural` in `ns` ("" for
+    /// cluster-scoped kinds).
+    pub fn serve_list(&self, ns: &str, plural: &str, items: Vec<Value>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.lists.insert((ns.to_string(), plural.to_string()), items);
+        }
+    }
+
     pub fn pods(&self, ns: &str) -> Vec<String> {
         let Ok(s) = self.state.lock() else {
             return vec![];
@@ -291,6 +320,27 @@ impl State {
     }
 
     fn pod(ns: &str, name: &str, deployment: &str) -> Value {
+        Self::pod_in(ns, name, deployment, false)
+    }
+
+    fn pod_in(ns: &str, name: &str, deployment: &str, crashing: bool) -> Value {
+        if crashing {
+            return json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"),
+                             "labels": {"app": deployment},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                  "name": format!("{deployment}-7d9f"), "uid": "rs", "controller": true}]},
+                "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "x"}]},
+                "status": {"phase": "Running",
+                           "conditions": [{"type": "Ready", "status": "False"}],
+                           "containerStatuses": [{"name": "app", "ready": false, "restartCount": 7,
+                               "image": "x", "imageID": "x",
+                               "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": "back-off 5m0s restarting failed container=app"}},
+                               "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}
+            });
+        }
         json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"),
@@ -528,7 +578,10 @@ async fn handle(
                 .pods
                 .iter()
                 .filter(|((n, _), _)| n == ns)
-                .map(|((ns, p), d)| State::pod(ns, p, d))
+                .map(|((ns, p), d)| {
+                    let crashing = s.crashing.contains(&(ns.clone(), p.clone()));
+                    State::pod_in(ns, p, d, crashing)
+                })
                 .collect();
             respond(
                 200,
@@ -565,10 +618,36 @@ async fn handle(
                 rest @ ..,
             ],
         ) => lease(&mut s, m, ns, rest.first().copied(), &body),
-        ("GET", ["api", "v1", "namespaces", _, "events"]) => respond(
-            200,
-            &json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": []}),
-        ),
+        ("GET", ["api", "v1", "namespaces", ns, "events"]) => {
+            let items = s
+                .lists
+                .get(&(ns.to_string(), "events".to_string()))
+                .cloned()
+                .unwrap_or_default();
+            respond(
+                200,
+                &json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}),
+            )
+        }
+        // The other kinds the host reads for facts: served lists, empty
+        // unless a test set them.
+        ("GET", ["apis", _, _, "namespaces", ns, plural])
+        | ("GET", ["api", "v1", "namespaces", ns, plural]) => {
+            let items = s
+                .lists
+                .get(&(ns.to_string(), plural.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            respond(200, &json!({"metadata": {}, "items": items}))
+        }
+        ("GET", ["apis", _, _, plural]) | ("GET", ["api", "v1", plural]) => {
+            let items = s
+                .lists
+                .get(&(String::new(), plural.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            respond(200, &json!({"metadata": {}, "items": items}))
+        }
         _ => respond(
             404,
             &status(

@@ -288,6 +288,18 @@ pub async fn serve_status(
 }
 
 /// A minimal HTTP/1 request to a loopback server: (status, body).
+/// Posts an Alertmanager webhook body to a `serve` process (loopback,
+/// `--insecure-local-webhooks`).
+pub async fn post_alertmanager(base: &str, body: &serde_json::Value) -> (u16, String) {
+    http(
+        "POST",
+        &format!("{base}/webhooks/alertmanager"),
+        &[("content-type", "application/json")],
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
 pub async fn http(
     method: &str,
     url: &str,

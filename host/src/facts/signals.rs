@@ -162,6 +162,13 @@ fn dependency_class(line: &str) -> Option<&'static str> {
         Some("dns")
     } else if has("connection refused") || has("econnrefused") {
         Some("connection-refused")
+    } else if has("failed to connect")
+        || has("could not connect")
+        || has("unable to connect")
+        || has("no available connection")
+        || has("cannot connect")
+    {
+        Some("connection-failed")
     } else if has("timed out") || has("timeout") || has("deadline exceeded") {
         Some("timeout")
     } else if has("x509") || has("certificate") || has("tls handshake") {
@@ -215,7 +222,8 @@ static HOSTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         r"(?i)\b(?:https?|grpcs?|wss?|postgres(?:ql)?|mysql|redis|amqps?|mongodb(?:\+srv)?)://(?:[^@/\s]+@)?([a-z0-9][a-z0-9.-]*[a-z0-9])",
         r"(?i)dial tcp:? (?:lookup )?([a-z0-9][a-z0-9.-]*[a-z0-9])",
         r#"(?i)\b(?:host|hostname|upstream|addr|address|peer)\s*[=:]\s*"?([a-z0-9][a-z0-9.-]*[a-z0-9])"#,
-        r"(?i)\b([a-z][a-z0-9-]*(?:\.[a-z0-9-]+)+):\d{2,5}\b",
+        // A dotted or hyphenated name: "db.internal:5432", "prod-db:3333".
+        r"(?i)\b([a-z][a-z0-9]*(?:[.-][a-z0-9]+)+):\d{2,5}\b",
     ]
     .iter()
     .filter_map(|r| Regex::new(r).ok())

@@ -18,6 +18,8 @@
 //!   OpenAI-compatible endpoint on loopback; the LLM planner decides with
 //!   it. This is how prompt-injection scenarios replay a model that
 //!   follows the injection;
+//! - `history.toml` (optional): earlier actions and a tripped breaker, so
+//!   cooldown, oscillation and the breaker replay (`history.rs`);
 //! - `operator.toml` (optional): the operator's mode, writable namespaces
 //!   and tier inventory for the scenario (`policies.rs`);
 //! - `expected.toml` (`expected.rs`): `action` (a tool name or "none"),
@@ -30,6 +32,7 @@
 //!   the audit trail or the report).
 
 mod expected;
+mod history;
 mod policies;
 mod recorded;
 
@@ -254,7 +257,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     };
     // Planned parts of the format (scenarios/FORMAT.md): refused rather
     // than silently ignored, so no scenario passes without them.
-    for planned in ["payloads", "history.toml"] {
+    for planned in ["payloads"] {
         if dir.join(planned).exists() {
             return Err(bad(
                 dir,
@@ -306,6 +309,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     if let Some(p) = problems.first() {
         return Err(bad(dir, p));
     }
+    history::seed(dir, &agent)?;
     let outcome = agent.handle(&alerts).await.map_err(|e| bad(dir, e))?;
     let audit_verified = agent.store.verify_audit().map(|v| v.ok()).unwrap_or(false);
     let trail = agent

@@ -19,7 +19,10 @@ use std::collections::BTreeMap;
 
 struct Loki;
 
-const ERROR_WORDS: [&str; 9] = [
+/// Words that mark a line as an error, whatever the logging library calls
+/// its levels: what failed ("failed", "cannot", "unable"), what is missing
+/// ("undefined", "not set", "no such"), what was refused ("denied").
+const ERROR_WORDS: [&str; 18] = [
     "error",
     "exception",
     "fatal",
@@ -27,8 +30,17 @@ const ERROR_WORDS: [&str; 9] = [
     "outofmemory",
     "oom",
     "timeout",
+    "timed out",
     "refused",
     "killed",
+    "failed",
+    "failure",
+    "cannot",
+    "unable to",
+    "undefined",
+    "not set",
+    "no such",
+    "denied",
 ];
 const MAX_LINE: usize = 400;
 const TOP: usize = 5;

@@ -28,6 +28,17 @@ fn list_err<'a>(what: &'a str, ns: &'a str) -> impl Fn(kube::Error) -> BackendEr
     }
 }
 
+/// A kind the facts can do without (a cluster without autoscaling/v2, an
+/// agent whose role lacks it): logged, and read as none.
+fn optional<T>(what: &str, ns: &str, e: kube::Error) -> Vec<T> {
+    tracing::warn!(
+        namespace = ns,
+        "facts without {what}: {}",
+        list_err(what, ns)(e)
+    );
+    Vec::new()
+}
+
 fn n32(v: Option<i32>) -> u32 {
     v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
@@ -119,8 +130,7 @@ impl KubeBackend {
         state.statefulsets = sets
             .list(&lp)
             .await
-            .map_err(list_err("statefulsets", ns))?
-            .items
+            .map_or_else(|e| optional("statefulsets", ns, e), |l| l.items)
             .iter()
             .map(|s| {
                 let st = s.status.as_ref();
@@ -139,8 +149,7 @@ impl KubeBackend {
         state.daemonsets = daemons
             .list(&lp)
             .await
-            .map_err(list_err("daemonsets", ns))?
-            .items
+            .map_or_else(|e| optional("daemonsets", ns, e), |l| l.items)
             .iter()
             .map(|d| {
                 let st = d.status.as_ref();
@@ -157,8 +166,7 @@ impl KubeBackend {
         state.jobs = jobs
             .list(&lp)
             .await
-            .map_err(list_err("jobs", ns))?
-            .items
+            .map_or_else(|e| optional("jobs", ns, e), |l| l.items)
             .iter()
             .map(|j| job(j, ns))
             .collect();
@@ -166,8 +174,7 @@ impl KubeBackend {
         state.hpas = hpas
             .list(&lp)
             .await
-            .map_err(list_err("horizontalpodautoscalers", ns))?
-            .items
+            .map_or_else(|e| optional("horizontalpodautoscalers", ns, e), |l| l.items)
             .iter()
             .filter_map(|h| hpa(h, ns))
             .collect();
@@ -175,8 +182,7 @@ impl KubeBackend {
         state.pvcs = pvcs
             .list(&lp)
             .await
-            .map_err(list_err("persistentvolumeclaims", ns))?
-            .items
+            .map_or_else(|e| optional("persistentvolumeclaims", ns, e), |l| l.items)
             .iter()
             .map(|p| SimPvc {
                 namespace: ns.to_string(),
