@@ -32,11 +32,18 @@ const fn p(group: &'static str, resource: &'static str, verb: &'static str) -> P
 pub fn permissions(op: Operation, annotate_kinds: &[String]) -> Vec<Permission> {
     match op {
         // get/list deployments, rollout history (ReplicaSets), pods,
-        // events, certificates.
+        // events, certificates; and what the host reads for facts under a
+        // read grant (`kube_view.rs`): the other workloads, jobs,
+        // autoscalers, volume claims.
         Operation::Read => vec![
             p("apps", "deployments", "get"),
             p("apps", "deployments", "list"),
             p("apps", "replicasets", "list"),
+            p("apps", "statefulsets", "list"),
+            p("apps", "daemonsets", "list"),
+            p("batch", "jobs", "list"),
+            p("autoscaling", "horizontalpodautoscalers", "list"),
+            p("", "persistentvolumeclaims", "list"),
             p("", "pods", "list"),
             p("", "events", "list"),
             p("cert-manager.io", "certificates", "get"),
@@ -105,11 +112,17 @@ pub fn needed<'a>(
 pub fn cluster_wide_reads<'a>(
     grants: impl IntoIterator<Item = &'a K8sGrant>,
 ) -> BTreeSet<Permission> {
-    grants
+    let mut reads: BTreeSet<Permission> = grants
         .into_iter()
         .filter(|g| g.read_all_namespaces && g.operations.contains(&Operation::Read))
         .flat_map(|g| permissions(Operation::Read, &g.annotate_kinds))
-        .collect()
+        .collect();
+    // Nodes are cluster-scoped: the host reads them for facts (a node not
+    // ready under the workload) only with a cluster-wide read grant.
+    if !reads.is_empty() {
+        reads.insert(p("", "nodes", "list"));
+    }
+    reads
 }
 
 /// A ClusterRole and its binding for `cluster_wide_reads`, if any.
