@@ -137,7 +137,11 @@ fn mutations_granted(g: &Grants) -> String {
             parts.push(line);
         }
         if k.read_all_namespaces {
-            let except: Vec<&str> = k.except_namespaces.iter().map(|n| n.as_str()).collect();
+            let except: Vec<&str> = crate::capability::k8s::grant::SYSTEM_NAMESPACES
+                .iter()
+                .copied()
+                .chain(k.except_namespaces.iter().map(|n| n.as_str()))
+                .collect();
             parts.push(format!(
                 "k8s reads in every namespace except {}",
                 except.join(", ")

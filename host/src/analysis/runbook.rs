@@ -242,6 +242,9 @@ pub struct Condition {
     /// Evicted, Unschedulable, Pending, ProbeFailing, NotReady, Error...).
     #[serde(default)]
     pub pod_condition: Option<Vec<String>>,
+    /// No pod of the workload in any of these conditions.
+    #[serde(default)]
+    pub not_pod_condition: Option<Vec<String>>,
     /// A change (rollout or config) at most this many minutes before the
     /// symptoms began — never one after them.
     #[serde(default)]
@@ -488,6 +491,15 @@ impl Condition {
                 }),
             ));
         }
+        if let Some(reasons) = &self.not_pod_condition {
+            checks.push((
+                false,
+                find(&|f| {
+                    matches!(f, Fact::PodCondition { reason, .. }
+                        if reasons.iter().any(|r| r.eq_ignore_ascii_case(reason)))
+                }),
+            ));
+        }
         let change_within = |max: i64| move |f: &Fact| matches!(f, Fact::Change { minutes_before_onset: m, .. } if (0..=max).contains(m));
         if let Some(max) = self.change_within_minutes {
             checks.push((true, find(&change_within(max))));
@@ -638,16 +650,20 @@ fn lookup(
             } => Some(format!("{dependency}: {error_class}")),
             _ => None,
         }),
-        "change" => find(&|f| match f {
-            Fact::Change {
-                description,
-                minutes_before_onset,
-                ..
-            } if *minutes_before_onset >= 0 => Some(format!(
-                "{description}, {minutes_before_onset} min before the symptoms"
-            )),
-            _ => None,
-        }),
+        // The latest change before the symptoms: the one a rule matched.
+        "change" => facts
+            .items
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Change {
+                    description,
+                    minutes_before_onset,
+                    ..
+                } if *minutes_before_onset >= 0 => Some((*minutes_before_onset, description)),
+                _ => None,
+            })
+            .min_by_key(|(m, _)| *m)
+            .map(|(m, d)| format!("{d}, {m} min before the symptoms")),
         "pod_reason" => find(&|f| match f {
             Fact::PodCondition {
                 reason, message, ..

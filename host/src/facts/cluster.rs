@@ -134,6 +134,10 @@ fn is_oom(f: &Fact) -> bool {
 
 /// The reason a pod is unhealthy, from its status first, then its events.
 fn reason_of(view: &ClusterState, ns: &str, p: &SimPod) -> Option<(String, Option<String>)> {
+    // A pod that ran to completion is not failing.
+    if p.phase == "Succeeded" {
+        return None;
+    }
     if let Some(r) = &p.status_reason {
         return Some((r.clone(), p.status_message.clone()));
     }
@@ -422,7 +426,15 @@ fn named_objects(
                 });
             }
         }
-        let cert_named = label("certificate").or_else(|| label("name"));
+        // `name` names a certificate only in cert-manager's own series
+        // (cAdvisor and others use `name` for other things).
+        let cert_manager = ["job", "service", "container"]
+            .iter()
+            .filter_map(|k| label(k))
+            .any(|v| v.contains("cert-manager"))
+            || labels.contains_key("issuer_name");
+        let cert_named =
+            label("certificate").or_else(|| cert_manager.then(|| label("name")).flatten());
         for c in view.certificates.iter().filter(|c| c.namespace == ns) {
             let days_left = c.not_after.map(|t| (t - now_ms).div_euclid(DAY_MS));
             let named = cert_named == Some(c.name.as_str());
@@ -442,7 +454,14 @@ fn named_objects(
                         .events
                         .iter()
                         .filter(|e| e.namespace == ns && e.event_type == "Warning")
-                        .filter(|e| e.object_name.starts_with(c.name.as_str()))
+                        .filter(|e| {
+                            ["Certificate", "CertificateRequest", "Order", "Challenge"]
+                                .contains(&e.object_kind.as_str())
+                        })
+                        .filter(|e| {
+                            e.object_name == c.name
+                                || e.object_name.starts_with(&format!("{}-", c.name))
+                        })
                         .max_by_key(|e| e.last_seen)
                         .map(|e| format!("{} {}: {}", e.object_kind, e.reason, e.message))
                         .or_else(|| (!c.ready).then(|| c.ready_message.clone()).flatten()),

@@ -74,7 +74,8 @@ fn metric(e: &EvidenceItem, workload: Option<&str>, facts: &mut Facts) {
         .unwrap_or(&e.summary)
         .to_string();
     let signal = classify(query);
-    let onset_ms = b["changed_at"].as_i64().map(|s| s * 1000);
+    // The prometheus plugin reports points and `changed_at` in ms.
+    let onset_ms = b["changed_at"].as_i64();
     match signal {
         "up" => {
             // What the data says it is (the series' own job), else what
@@ -210,7 +211,7 @@ fn own_error_class(line: &str) -> &'static str {
 }
 
 static STATUS_5XX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:status|code|http)[ =:/]*5\d\d\b|\b5\d\d (?:service unavailable|bad gateway|internal server error|gateway timeout)")
+    Regex::new(r#"(?:status|code|http)[ =:/]*5\d\d\b|http/\d(?:\.\d)?"?\s+5\d\d\b|\b5\d\d (?:service unavailable|bad gateway|internal server error|gateway timeout)"#)
         .unwrap_or_else(|_| unreachable!())
 });
 
@@ -221,8 +222,9 @@ static HOSTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
         r"(?i)\b(?:https?|grpcs?|wss?|postgres(?:ql)?|mysql|redis|amqps?|mongodb(?:\+srv)?)://(?:[^@/\s]+@)?([a-z0-9][a-z0-9.-]*[a-z0-9])",
         r"(?i)dial tcp:? (?:lookup )?([a-z0-9][a-z0-9.-]*[a-z0-9])",
-        r#"(?i)\b(?:host|hostname|upstream|addr|address|peer)\s*[=:]\s*"?([a-z0-9][a-z0-9.-]*[a-z0-9])"#,
-        // A dotted or hyphenated name: "db.internal:5432", "prod-db:3333".
+        r#"(?i)\b(?:host|hostname|upstream|addr|address|peer)\s*=\s*"?`?([a-z0-9][a-z0-9.-]*[a-z0-9])"#,
+        // A dotted or hyphenated name with a port: "db.internal:5432",
+        // "prod-db:3333".
         r"(?i)\b([a-z][a-z0-9]*(?:[.-][a-z0-9]+)+):\d{2,5}\b",
     ]
     .iter()
@@ -230,11 +232,28 @@ static HOSTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     .collect()
 });
 
+/// Source files and header-like words that look like `name:port`.
+fn not_a_host(h: &str) -> bool {
+    const SOURCE: [&str; 14] = [
+        ".go", ".java", ".py", ".rs", ".js", ".ts", ".rb", ".cs", ".cpp", ".c", ".h", ".kt",
+        ".scala", ".php",
+    ];
+    SOURCE.iter().any(|ext| h.ends_with(ext))
+        || [
+            "retry-after",
+            "content-length",
+            "x-request-id",
+            "keep-alive",
+        ]
+        .contains(&h)
+}
+
 fn named_host(line: &str) -> Option<String> {
     HOSTS.iter().find_map(|re| {
-        re.captures(line)
-            .and_then(|c| c.get(1))
+        re.captures_iter(line)
+            .filter_map(|c| c.get(1))
             .map(|m| m.as_str().to_lowercase())
+            .find(|h| !not_a_host(h))
     })
 }
 
@@ -339,6 +358,7 @@ mod tests {
                 "panic: runtime error: invalid memory address",
                 "Error: environment variable DATABASE_URL is not set",
                 "GET http://cart:8080/healthz timed out",
+                "main.go:57: retry-after:30 upstream: connection refused",
             ])],
             "cart",
         );
@@ -354,7 +374,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(classes, ["oom", "panic", "config", "other"]);
+        assert_eq!(classes, ["oom", "panic", "config", "other", "other"]);
     }
 
     #[test]

@@ -14,16 +14,26 @@ use super::Fact;
 use crate::capability::k8s::sim::ClusterState;
 use std::collections::BTreeMap;
 
-/// Labels that hold a namespace, most specific first. `exported_namespace`
-/// wins when the series was scraped through an exporter (kube-state-metrics,
-/// cert-manager), whose own namespace is in `namespace`.
-const NAMESPACE_LABELS: [&str; 5] = [
-    "exported_namespace",
+/// Labels that hold a namespace, most specific first.
+const NAMESPACE_LABELS: [&str; 4] = [
     "namespace",
     "kubernetes_namespace",
     "k8s_namespace",
     "namespace_name",
 ];
+
+/// Whether the series came through an exporter that reports other
+/// objects (kube-state-metrics, cert-manager): only then do its
+/// `exported_*` labels name the subject. With Prometheus' default
+/// `honor_labels: false`, an application that exports its own `namespace`
+/// label gets it renamed `exported_namespace` — it must not choose which
+/// namespace the host acts in.
+fn via_exporter(labels: &BTreeMap<String, String>) -> bool {
+    ["job", "service", "container"]
+        .iter()
+        .filter_map(|k| labels.get(*k))
+        .any(|v| v.contains("kube-state-metrics") || v.contains("cert-manager"))
+}
 
 /// Jobs and services that are exporters or the cluster's own scrape
 /// targets: their names are never the incident's workload.
@@ -64,18 +74,22 @@ pub fn unpack(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     out
 }
 
-/// Names the labels (then the alert's own name, word by word) may give the
-/// workload, most specific first: for alerts that carry no namespace, to
-/// look the workload up across the namespaces the host may read.
-pub fn candidates(labels: &BTreeMap<String, String>, alert_name: &str) -> Vec<String> {
+/// Names the labels may give the workload, most specific first, for
+/// alerts that carry no namespace: each is looked up across the namespaces
+/// the host may read. Only valid object names (a name is a name, never a
+/// selector), at most eight.
+pub fn candidates(labels: &BTreeMap<String, String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |v: &str| {
         let v = v.rsplit('/').next().unwrap_or(v).to_lowercase();
-        if v.len() >= 3 && !is_exporter(&v) && !out.contains(&v) {
+        if is_object_name(&v) && !is_exporter(&v) && !out.contains(&v) && out.len() < 8 {
             out.push(v);
         }
     };
     for key in CANDIDATE_LABELS {
+        if key.starts_with("exported_") && !via_exporter(labels) {
+            continue;
+        }
         if let Some(v) = labels.get(*key) {
             add(v);
         }
@@ -83,10 +97,31 @@ pub fn candidates(labels: &BTreeMap<String, String>, alert_name: &str) -> Vec<St
     if let Some(g) = guess(labels) {
         add(&g);
     }
-    for word in alert_name.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
-        add(word.trim_matches('-'));
+    out
+}
+
+/// Words of a free-text title that could name a workload: good for
+/// finding context, never for acting (a title is prose; "checkout slow,
+/// search fine" names two services).
+pub fn title_words(title: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in title.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+        let w = w.trim_matches('-').to_lowercase();
+        if w.len() >= 3 && is_object_name(&w) && !out.contains(&w) && out.len() < 8 {
+            out.push(w);
+        }
     }
     out
+}
+
+/// An RFC 1123 label: what a Deployment's name can be.
+fn is_object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Labels that often carry a workload's name, most specific first.
@@ -109,9 +144,14 @@ const CANDIDATE_LABELS: &[&str] = &[
 
 /// The alert's namespace: where its workload lives.
 pub fn namespace(labels: &BTreeMap<String, String>) -> Option<String> {
-    NAMESPACE_LABELS
-        .iter()
-        .find_map(|k| labels.get(*k).filter(|v| !v.is_empty()).cloned())
+    let exported = via_exporter(labels)
+        .then(|| labels.get("exported_namespace"))
+        .flatten();
+    exported
+        .into_iter()
+        .chain(NAMESPACE_LABELS.iter().filter_map(|k| labels.get(*k)))
+        .find(|v| !v.is_empty())
+        .cloned()
 }
 
 /// The workload `labels` name in `view` (one namespace of the cluster),
@@ -211,6 +251,9 @@ pub fn resolve(labels: &BTreeMap<String, String>, view: &ClusterState) -> Option
         "ingress",
         "job",
     ] {
+        if key.starts_with("exported_") && !via_exporter(labels) {
+            continue;
+        }
         let Some(value) = label(key).filter(|v| !is_exporter(v)) else {
             continue;
         };
@@ -280,7 +323,11 @@ fn owner_of_pod(view: &ClusterState, ns: &str, pod: &str) -> Option<Fact> {
         .iter()
         .find(|p| p.namespace == ns && p.name == pod)
     {
-        if let Some(d) = &p.deployment {
+        if let Some(d) = p
+            .deployment
+            .as_ref()
+            .filter(|d| view.has("Deployment", ns, d))
+        {
             return Some(fact("Deployment", d, "ReplicaSet → Deployment"));
         }
         if let (Some(kind), Some(name)) = (&p.owner_kind, &p.owner_name) {
@@ -292,19 +339,24 @@ fn owner_of_pod(view: &ClusterState, ns: &str, pod: &str) -> Option<Fact> {
     // A pod that is gone: its name still says its owner. Deployments' pods
     // are `<deployment>-<replicaset hash>-<5 chars>`, StatefulSets'
     // `<statefulset>-<ordinal>`, DaemonSets' `<daemonset>-<5 chars>`.
+    if let Some((base, tail)) = pod.rsplit_once('-')
+        && tail.bytes().all(|b| b.is_ascii_digit())
+        && view.has("StatefulSet", ns, base)
+    {
+        return Some(fact("StatefulSet", base, "its name → StatefulSet"));
+    }
     let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
-    if let [_, _, deployment] = parts[..]
+    if let [suffix, hash, deployment] = parts[..]
+        && suffix.len() == 5
+        && hash.len() >= 5
         && view.has("Deployment", ns, deployment)
     {
         return Some(fact("Deployment", deployment, "its name → Deployment"));
     }
-    if let Some((base, tail)) = pod.rsplit_once('-') {
-        if tail.bytes().all(|b| b.is_ascii_digit()) && view.has("StatefulSet", ns, base) {
-            return Some(fact("StatefulSet", base, "its name → StatefulSet"));
-        }
-        if view.has("DaemonSet", ns, base) {
-            return Some(fact("DaemonSet", base, "its name → DaemonSet"));
-        }
+    if let Some((base, _)) = pod.rsplit_once('-')
+        && view.has("DaemonSet", ns, base)
+    {
+        return Some(fact("DaemonSet", base, "its name → DaemonSet"));
     }
     None
 }
@@ -373,6 +425,24 @@ mod tests {
             } => Some((object_kind, name)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn an_applications_own_exported_namespace_chooses_nothing() {
+        // Scraped with honor_labels: false, an app in `shop` exporting
+        // namespace="db" shows up as exported_namespace="db".
+        let l = labels(&[
+            ("namespace", "shop"),
+            ("exported_namespace", "db"),
+            ("job", "cart"),
+            ("pod", "pg-1"),
+        ]);
+        assert_eq!(namespace(&l).as_deref(), Some("shop"));
+        // The alert is about the app that emitted it, in its namespace.
+        assert_eq!(
+            name_of(resolve(&l, &view())),
+            Some(("Deployment".into(), "cart".into()))
+        );
     }
 
     #[test]

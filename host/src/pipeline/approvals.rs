@@ -178,7 +178,14 @@ impl Agent {
         self.audit(&a.incident, "approval", serde_json::json!({"id": id, "decision": "approved", "by": by, "tool": a.tool, "arguments": a.arguments, "effects": a.effects, "digest": a.digest, "policy_version": a.policy_version}))?;
 
         let alert = self.incident_alert(&a.incident)?;
-        let rb = self.runbooks.get(&alert.name);
+        // The runbook the incident was decided with, found the same way.
+        let rb = crate::analysis::runbook::find(
+            &self.runbooks,
+            &alert.name,
+            &alert.labels,
+            alert.annotations.get("runbook_url").map(String::as_str),
+        )
+        .map(|(rb, _)| rb);
         let out = ActionOutcome::new(&a.plugin, &a.tool, &a.arguments);
         let out = act::execute_and_verify(self, &a.incident, &alert, &planned, rb, out).await?;
         crate::telemetry::action(&out.status);

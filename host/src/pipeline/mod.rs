@@ -352,7 +352,9 @@ impl Agent {
 
         let state = final_state(&decision, &actions);
         if state == IncidentState::Escalated {
-            let reason = escalation_reason(&decision, &actions);
+            // Hypotheses quote log lines and events: redacted before they
+            // leave the host in a page.
+            let reason = crate::redact::redact(&escalation_reason(&decision, &actions));
             self.audit(&id, "escalation", serde_json::json!({"reason": reason}))?;
             self.escalate(
                 &id,

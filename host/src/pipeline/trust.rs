@@ -22,10 +22,21 @@ pub fn scope(
     alert_labels: &std::collections::BTreeMap<String, String>,
     inventory: &[super::tier::InventoryEntry],
 ) -> Verdict {
+    // The host's own labels name the workload only when it found it in
+    // the cluster from the sender's labels (`facts::Subject::labels`);
+    // their other values ("true", "Deployment") name nothing.
+    let host_verified = alert_labels
+        .get("runwarden_workload_verified")
+        .is_some_and(|v| v == "true");
     let named = |v: &str| {
-        alert_labels
-            .iter()
-            .any(|(k, l)| k != "tier" && l.trim_end_matches('.') == v.trim_end_matches('.'))
+        alert_labels.iter().any(|(k, l)| {
+            let usable = if k.starts_with(crate::facts::HOST_LABEL_PREFIX) {
+                host_verified && (k == "runwarden_namespace" || k == "runwarden_workload")
+            } else {
+                k != "tier"
+            };
+            usable && l.trim_end_matches('.') == v.trim_end_matches('.')
+        })
     };
     let related: Vec<&str> = inventory
         .iter()
@@ -168,5 +179,36 @@ mod tests {
             provenance(&lax, &rollback(), &[arg(Source::Evidence)]),
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn the_hosts_labels_name_a_target_only_when_it_verified_the_workload() {
+        let resolved = labels(&[
+            ("pod", "api-7d9f-x"),
+            ("runwarden_namespace", "payments"),
+            ("runwarden_workload", "api"),
+            ("runwarden_workload_verified", "true"),
+        ]);
+        assert_eq!(scope(&rollback(), &resolved, &[]), Verdict::Pass);
+        let guessed = labels(&[
+            ("alertname", "api slow"),
+            ("runwarden_namespace", "payments"),
+            ("runwarden_workload", "api"),
+            ("runwarden_workload_verified", "false"),
+        ]);
+        assert!(matches!(
+            scope(&rollback(), &guessed, &[]),
+            Verdict::NeedsApproval(_)
+        ));
+        // A value like "true" or "Deployment" names nothing.
+        let odd = vec![Effect::Rollback {
+            target: ObjectRef::deployment("payments", "true"),
+            from_revision: 2,
+            to_revision: 1,
+        }];
+        assert!(matches!(
+            scope(&odd, &resolved, &[]),
+            Verdict::NeedsApproval(_)
+        ));
     }
 }

@@ -77,9 +77,10 @@ pub struct K8sGrant {
     /// context where the alerts point, while writes stay in `namespaces`.
     #[serde(default)]
     pub read_all_namespaces: bool,
-    /// Kept out of `read_all_namespaces` (default: the system namespaces).
-    /// A namespace listed in `namespaces` is granted regardless.
-    #[serde(default = "system_namespaces")]
+    /// Kept out of `read_all_namespaces` besides the system namespaces,
+    /// which always are. A namespace listed in `namespaces` is granted
+    /// regardless.
+    #[serde(default)]
     pub except_namespaces: Vec<Namespace>,
     pub operations: Vec<Operation>,
     /// Ceiling for `scale-deployment`. Required when `scale` is granted.
@@ -133,16 +134,19 @@ impl K8sGrant {
     }
 
     fn allows_namespace(&self, op: Operation, namespace: &str) -> bool {
+        let excepted = SYSTEM_NAMESPACES.contains(&namespace)
+            || self
+                .except_namespaces
+                .iter()
+                .any(|ns| ns.as_str() == namespace);
         self.namespaces.iter().any(|ns| ns.as_str() == namespace)
-            || (op == Operation::Read
-                && self.read_all_namespaces
-                && !self
-                    .except_namespaces
-                    .iter()
-                    .any(|ns| ns.as_str() == namespace))
+            || (op == Operation::Read && self.read_all_namespaces && !excepted)
     }
 
     fn require(&self, op: Operation, namespace: &str) -> Result<(), Denied> {
+        // A namespace is a name, never a path: "kube-system/events?x=" must
+        // not pass a wildcard grant and reach another namespace's URL.
+        Namespace::try_from(namespace.to_string()).map_err(Denied)?;
         if !self.operations.contains(&op) {
             return Err(Denied(format!(
                 "k8s operation `{}` is not granted to this plugin",
@@ -157,10 +161,10 @@ impl K8sGrant {
                 granted.join(", ")
             };
             if self.read_all_namespaces {
-                let except: Vec<&str> = self
-                    .except_namespaces
+                let except: Vec<&str> = SYSTEM_NAMESPACES
                     .iter()
-                    .map(Namespace::as_str)
+                    .copied()
+                    .chain(self.except_namespaces.iter().map(Namespace::as_str))
                     .collect();
                 granted.push_str(&format!(
                     "; reads in every namespace except {}",
@@ -296,6 +300,18 @@ mod tests {
             matches!(&err, Err(Denied(r)) if r.contains("every namespace except kube-system")),
             "{err:?}"
         );
+        // A path is not a namespace, whatever the wildcard.
+        let err = check_read(&g, "kube-system/events?x=");
+        assert!(
+            matches!(&err, Err(Denied(r)) if r.contains("invalid namespace")),
+            "{err:?}"
+        );
+        // Excepting more keeps the system namespaces out.
+        let more = K8sGrant {
+            except_namespaces: vec![Namespace("vault".into())],
+            ..g.clone()
+        };
+        assert!(check_read(&more, "vault").is_err() && check_read(&more, "kube-system").is_err());
         // Writes stay where the operator named them.
         let err = check_scale(&g, "shop", 2);
         assert!(

@@ -99,7 +99,9 @@ impl KubeBackend {
             .items
         {
             let name = d.metadata.name.clone().unwrap_or_default();
-            let history = self.rollout_history(ns, &name).await.unwrap_or_default();
+            // Without its history a deployment's recent changes are
+            // unknown: no view rather than one that says "no change".
+            let history = self.rollout_history(ns, &name).await?;
             state.deployments.push(deployment(&d, ns, history));
         }
         let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
@@ -171,10 +173,13 @@ impl KubeBackend {
             .map(|j| job(j, ns))
             .collect();
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.clone(), ns);
+        // Required: without it "no autoscaler" would let a scale-out fight
+        // one the host could not see.
         state.hpas = hpas
             .list(&lp)
             .await
-            .map_or_else(|e| optional("horizontalpodautoscalers", ns, e), |l| l.items)
+            .map_err(list_err("horizontalpodautoscalers", ns))?
+            .items
             .iter()
             .filter_map(|h| hpa(h, ns))
             .collect();
@@ -222,10 +227,13 @@ impl KubeBackend {
         let lp = ListParams::default().fields(&format!("metadata.name={name}"));
         let c = self.client();
         let mut found = Vec::new();
-        let names = |items: Vec<Option<String>>, kind: &str| {
+        // Called with RFC 1123 names only (`facts::workload::candidates`);
+        // the items are checked against the name all the same.
+        let names = |items: Vec<(Option<String>, Option<String>)>, kind: &str| {
             items
                 .into_iter()
-                .flatten()
+                .filter(|(n, _)| n.as_deref() == Some(name))
+                .filter_map(|(_, ns)| ns)
                 .map(|ns| (ns, kind.to_string()))
                 .collect::<Vec<_>>()
         };
@@ -237,7 +245,7 @@ impl KubeBackend {
         found.extend(names(
             list.items
                 .into_iter()
-                .map(|o| o.metadata.namespace)
+                .map(|o| (o.metadata.name, o.metadata.namespace))
                 .collect(),
             "Deployment",
         ));
@@ -249,7 +257,7 @@ impl KubeBackend {
         found.extend(names(
             list.items
                 .into_iter()
-                .map(|o| o.metadata.namespace)
+                .map(|o| (o.metadata.name, o.metadata.namespace))
                 .collect(),
             "StatefulSet",
         ));
@@ -261,7 +269,7 @@ impl KubeBackend {
         found.extend(names(
             list.items
                 .into_iter()
-                .map(|o| o.metadata.namespace)
+                .map(|o| (o.metadata.name, o.metadata.namespace))
                 .collect(),
             "DaemonSet",
         ));

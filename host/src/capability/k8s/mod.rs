@@ -8,7 +8,7 @@
 //! simulated cluster) sit behind [`ClusterBackend`].
 
 mod backend;
-mod grant;
+pub mod grant;
 pub mod kube_backend;
 mod kube_certificates;
 mod kube_view;
