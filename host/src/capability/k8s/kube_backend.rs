@@ -121,6 +121,37 @@ fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<Pair> {
     .unwrap_or_default()
 }
 
+/// A Deployment's rollout history from the ReplicaSets it owns, oldest
+/// first: each revision's images, creation and change cause.
+pub(super) fn revisions(sets: &[ReplicaSet]) -> Vec<Revision> {
+    let mut revs: Vec<Revision> = sets
+        .iter()
+        .map(|rs| Revision {
+            revision: revision_of(&rs.metadata),
+            images: rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref())
+                .map(|p| {
+                    p.containers
+                        .iter()
+                        .filter_map(|c| c.image.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created_at: ms(rs.metadata.creation_timestamp.as_ref()),
+            change_cause: rs
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CHANGE_CAUSE).cloned()),
+        })
+        .collect();
+    revs.sort_by_key(|r| r.revision);
+    revs
+}
+
 fn revision_of(meta: &kube::api::ObjectMeta) -> u64 {
     meta.annotations
         .as_ref()
@@ -251,32 +282,7 @@ impl ClusterBackend for KubeBackend {
 
     async fn rollout_history(&self, ns: &str, name: &str) -> Result<Vec<Revision>, BackendError> {
         let (_, sets) = self.replica_sets_of(ns, name).await?;
-        let mut revs: Vec<Revision> = sets
-            .iter()
-            .map(|rs| Revision {
-                revision: revision_of(&rs.metadata),
-                images: rs
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.as_ref())
-                    .and_then(|t| t.spec.as_ref())
-                    .map(|p| {
-                        p.containers
-                            .iter()
-                            .filter_map(|c| c.image.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                created_at: ms(rs.metadata.creation_timestamp.as_ref()),
-                change_cause: rs
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(CHANGE_CAUSE).cloned()),
-            })
-            .collect();
-        revs.sort_by_key(|r| r.revision);
-        Ok(revs)
+        Ok(revisions(&sets))
     }
 
     async fn list_events(

@@ -6,12 +6,12 @@
 //! Plugins never see this; they read through the `k8s` interface.
 
 use super::backend::{BackendError, ClusterBackend};
-use super::kube_backend::KubeBackend;
+use super::kube_backend::{KubeBackend, revisions};
 use super::sim::{
     ClusterState, SimCertificate, SimCondition, SimContainer, SimDaemonSet, SimDeployment,
     SimEvent, SimHpa, SimJob, SimNode, SimPod, SimPvc, SimRevision, SimStatefulSet,
 };
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
@@ -90,19 +90,37 @@ impl KubeBackend {
     pub async fn view(&self, ns: &str) -> Result<ClusterState, BackendError> {
         let c = self.client();
         let lp = ListParams::default();
-        let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
         let mut state = ClusterState::default();
+        let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
+        // One ReplicaSet list for every Deployment's history. Without it a
+        // deployment's recent changes are unknown: no view rather than one
+        // that says "no change".
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(c.clone(), ns);
+        let replica_sets = replica_sets
+            .list(&lp)
+            .await
+            .map_err(list_err("replicasets", ns))?
+            .items;
         for d in deployments
             .list(&lp)
             .await
             .map_err(list_err("deployments", ns))?
             .items
         {
-            let name = d.metadata.name.clone().unwrap_or_default();
-            // Without its history a deployment's recent changes are
-            // unknown: no view rather than one that says "no change".
-            let history = self.rollout_history(ns, &name).await?;
-            state.deployments.push(deployment(&d, ns, history));
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            let owned: Vec<ReplicaSet> = replica_sets
+                .iter()
+                .filter(|r| {
+                    r.metadata
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|o| o.iter().any(|o| o.uid == uid))
+                })
+                .cloned()
+                .collect();
+            state
+                .deployments
+                .push(deployment(&d, ns, revisions(&owned)));
         }
         let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
         state.pods = pods
@@ -348,9 +366,21 @@ fn pod(p: &Pod) -> SimPod {
         .and_then(|s| s.container_statuses.as_ref())
         .cloned()
         .unwrap_or_default();
-    let waiting = statuses
-        .iter()
-        .find_map(|c| c.state.as_ref()?.waiting.as_ref());
+    // An init container that waits or fails holds the pod: its reason as
+    // kubectl shows it (`Init:CrashLoopBackOff`).
+    let init_waiting = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref()?.waiting.clone()))
+        .map(|mut w| {
+            w.reason = w.reason.map(|r| format!("Init:{r}"));
+            w
+        });
+    let waiting = init_waiting.or_else(|| {
+        statuses
+            .iter()
+            .find_map(|c| c.state.as_ref()?.waiting.clone())
+    });
+    let waiting = waiting.as_ref();
     let terminated = statuses
         .iter()
         .find_map(|c| c.last_state.as_ref()?.terminated.as_ref());
@@ -496,6 +526,29 @@ fn node(n: &Node) -> SimNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pods_status_maps_to_the_model_init_containers_first() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-7d9f-x", "namespace": "shop",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-7d9f", "uid": "u", "controller": true}]},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app"}]},
+            "status": {"phase": "Pending",
+                "initContainerStatuses": [{"name": "migrate", "ready": false, "restartCount": 4, "image": "m", "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                    "lastState": {"terminated": {"exitCode": 127, "reason": "Error"}}}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "a", "imageID": "",
+                    "state": {"waiting": {"reason": "PodInitializing"}}}]}
+        }))
+        .expect("pod");
+        let m = pod(&p);
+        assert_eq!(m.waiting_reason.as_deref(), Some("Init:CrashLoopBackOff"));
+        assert_eq!(
+            (m.deployment.as_deref(), m.node.as_deref()),
+            (Some("api"), Some("node-1"))
+        );
+        assert!(!m.ready);
+    }
 
     #[test]
     fn quantities_read_as_kubernetes_writes_them() {
