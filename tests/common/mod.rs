@@ -59,6 +59,22 @@ pub fn wasm(name: &str) -> PathBuf {
 
 /// The `runwarden` binary, run from the workspace with the shared test
 /// compile cache.
+/// The binary with `args`, run in the workspace: success, and stdout and
+/// stderr together.
+pub fn runwarden(args: &[&str]) -> (bool, String) {
+    let out = runwarden_command().args(args).output().expect("runs");
+    (out.status.success(), output_text(&out))
+}
+
+/// Like [`runwarden`], stdout alone (for JSON; logs go to stderr).
+pub fn runwarden_stdout(args: &[&str]) -> (bool, String) {
+    let out = runwarden_command().args(args).output().expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 pub fn runwarden_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runwarden"));
     cmd.current_dir(workspace()).env(

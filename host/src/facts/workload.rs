@@ -82,7 +82,11 @@ pub fn candidates(labels: &BTreeMap<String, String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |v: &str| {
         let v = v.rsplit('/').next().unwrap_or(v).to_lowercase();
-        if is_object_name(&v) && !is_exporter(&v) && !out.contains(&v) && out.len() < 8 {
+        if crate::capability::k8s::grant::is_rfc1123_label(&v)
+            && !is_exporter(&v)
+            && !out.contains(&v)
+            && out.len() < 8
+        {
             out.push(v);
         }
     };
@@ -107,21 +111,15 @@ pub fn title_words(title: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for w in title.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
         let w = w.trim_matches('-').to_lowercase();
-        if w.len() >= 3 && is_object_name(&w) && !out.contains(&w) && out.len() < 8 {
+        if w.len() >= 3
+            && crate::capability::k8s::grant::is_rfc1123_label(&w)
+            && !out.contains(&w)
+            && out.len() < 8
+        {
             out.push(w);
         }
     }
     out
-}
-
-/// An RFC 1123 label: what a Deployment's name can be.
-fn is_object_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Labels that often carry a workload's name, most specific first.

@@ -42,16 +42,21 @@ impl Namespace {
     }
 }
 
+/// An RFC 1123 label: what a namespace's — and a Deployment's — name
+/// can be.
+pub fn is_rfc1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 impl TryFrom<String> for Namespace {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-');
-        if ok {
+        if is_rfc1123_label(&s) {
             Ok(Namespace(s))
         } else {
             Err(format!(

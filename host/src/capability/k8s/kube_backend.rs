@@ -121,6 +121,13 @@ fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<Pair> {
     .unwrap_or_default()
 }
 
+/// The Deployment a ReplicaSet name belongs to: ReplicaSet names are
+/// "<deployment>-<pod-template-hash>".
+pub(super) fn deployment_of_replica_set(name: &str) -> String {
+    name.rsplit_once('-')
+        .map_or(name.to_string(), |(d, _)| d.to_string())
+}
+
 /// A Deployment's rollout history from the ReplicaSets it owns, oldest
 /// first: each revision's images, creation and change cause.
 pub(super) fn revisions(sets: &[ReplicaSet]) -> Vec<Revision> {
@@ -209,12 +216,9 @@ fn to_pod(p: &KPod) -> Pod {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     let deployment = p.metadata.owner_references.as_ref().and_then(|o| {
-        o.iter().find(|o| o.kind == "ReplicaSet").map(|o| {
-            // ReplicaSet names are "<deployment>-<pod-template-hash>".
-            o.name
-                .rsplit_once('-')
-                .map_or(o.name.clone(), |(d, _)| d.to_string())
-        })
+        o.iter()
+            .find(|o| o.kind == "ReplicaSet")
+            .map(|o| deployment_of_replica_set(&o.name))
     });
     Pod {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),

@@ -6,7 +6,7 @@
 //! Plugins never see this; they read through the `k8s` interface.
 
 use super::backend::{BackendError, ClusterBackend};
-use super::kube_backend::{KubeBackend, revisions};
+use super::kube_backend::{KubeBackend, deployment_of_replica_set, revisions};
 use super::sim::{
     ClusterState, SimCertificate, SimCondition, SimContainer, SimDaemonSet, SimDeployment,
     SimEvent, SimHpa, SimJob, SimNode, SimPod, SimPvc, SimRevision, SimStatefulSet,
@@ -389,12 +389,9 @@ fn pod(p: &Pod) -> SimPod {
         .owner_references
         .as_ref()
         .and_then(|o| o.iter().find(|o| o.controller == Some(true)).or(o.first()));
-    // ReplicaSet names are "<deployment>-<pod-template-hash>".
-    let deployment = owner.filter(|o| o.kind == "ReplicaSet").map(|o| {
-        o.name
-            .rsplit_once('-')
-            .map_or(o.name.clone(), |(d, _)| d.to_string())
-    });
+    let deployment = owner
+        .filter(|o| o.kind == "ReplicaSet")
+        .map(|o| deployment_of_replica_set(&o.name));
     SimPod {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         name: p.metadata.name.clone().unwrap_or_default(),
