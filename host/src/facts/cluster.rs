@@ -356,6 +356,15 @@ fn memory(
 }
 
 fn nodes_of(view: &ClusterState, pods: &[&SimPod], facts: &mut Facts) {
+    let mut nodes: Vec<String> = pods.iter().filter_map(|p| p.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    if pods.len() >= 2 && !nodes.is_empty() {
+        facts.push(Fact::Placement {
+            pods: u32::try_from(pods.len()).unwrap_or(u32::MAX),
+            nodes,
+        });
+    }
     for node in &view.nodes {
         if !node.ready && pods.iter().any(|p| p.node.as_deref() == Some(&node.name)) {
             facts.push(node_fact(node));
@@ -370,6 +379,11 @@ fn node_fact(node: &crate::capability::k8s::sim::SimNode) -> Fact {
     Fact::NodeCondition {
         node: node.name.clone(),
         ready: node.ready,
+        unreachable: !node.ready
+            && node
+                .conditions
+                .iter()
+                .any(|c| c.kind == "Ready" && c.status == "Unknown"),
         reason: bad.map(|c| {
             format!(
                 "{}={}{}{}",
@@ -412,6 +426,18 @@ fn named_objects(
         });
     }
     if let Some(ns) = namespace {
+        let policies: Vec<String> = view
+            .objects
+            .iter()
+            .filter(|o| o.kind == "NetworkPolicy" && o.namespace == ns)
+            .map(|o| o.name.clone())
+            .collect();
+        if !policies.is_empty() {
+            facts.push(Fact::NetworkPolicies {
+                namespace: ns.to_string(),
+                names: policies,
+            });
+        }
         let job_named = label("job_name");
         for j in view
             .jobs
@@ -428,11 +454,7 @@ fn named_objects(
         }
         // `name` names a certificate only in cert-manager's own series
         // (cAdvisor and others use `name` for other things).
-        let cert_manager = ["job", "service", "container"]
-            .iter()
-            .filter_map(|k| label(k))
-            .any(|v| v.contains("cert-manager"))
-            || labels.contains_key("issuer_name");
+        let cert_manager = super::workload::from_cert_manager(labels);
         let cert_named =
             label("certificate").or_else(|| cert_manager.then(|| label("name")).flatten());
         for c in view.certificates.iter().filter(|c| c.namespace == ns) {
@@ -468,5 +490,145 @@ fn named_objects(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: serde_json::Value) -> ClusterState {
+        serde_json::from_value(json).expect("cluster state")
+    }
+
+    fn derived(v: &ClusterState, labels: &[(&str, &str)], ns: Option<&str>) -> Vec<Fact> {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut facts = Facts::default();
+        derive(
+            v,
+            Some(("Deployment", "shop", "api")),
+            &labels,
+            ns,
+            &mut facts,
+            0,
+        );
+        facts.items
+    }
+
+    fn node(name: &str, ready: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({"name": name, "ready": ready == "True",
+            "conditions": [{"type": "Ready", "status": ready, "reason": reason}]})
+    }
+
+    #[test]
+    fn a_node_whose_kubelet_stopped_reporting_is_unreachable_not_merely_not_ready() {
+        let v = view(serde_json::json!({
+            "deployments": [{"namespace": "shop", "name": "api", "replicas": 2, "revision": 1, "revisions": []}],
+            "pods": [
+                {"namespace": "shop", "name": "api-1", "deployment": "api", "node": "n1"},
+                {"namespace": "shop", "name": "api-2", "deployment": "api", "node": "n2"}
+            ],
+            "nodes": [node("n1", "Unknown", "NodeStatusUnknown"), node("n2", "False", "KubeletNotReady")]
+        }));
+        let f = derived(&v, &[], Some("shop"));
+        let unreachable: Vec<(&str, bool)> = f
+            .iter()
+            .filter_map(|f| match f {
+                Fact::NodeCondition {
+                    node, unreachable, ..
+                } => Some((node.as_str(), *unreachable)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unreachable, [("n1", true), ("n2", false)]);
+        // Two nodes: no shared fate.
+        assert!(
+            f.iter()
+                .any(|f| matches!(f, Fact::Placement { nodes, .. } if nodes.len() == 2)),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn replicas_sharing_one_node_are_a_placement_fact_and_a_single_pod_is_not() {
+        let pods = |n: usize| {
+            (0..n)
+                .map(|i| serde_json::json!({"namespace": "shop", "name": format!("api-{i}"), "deployment": "api", "node": "n1"}))
+                .collect::<Vec<_>>()
+        };
+        let v = view(
+            serde_json::json!({"pods": pods(3), "nodes": [node("n1", "True", "KubeletReady")]}),
+        );
+        let f = derived(&v, &[], Some("shop"));
+        assert!(
+            f.iter().any(
+                |f| matches!(f, Fact::Placement { pods: 3, nodes } if nodes == &["n1".to_string()])
+            ),
+            "{f:?}"
+        );
+        let v = view(serde_json::json!({"pods": pods(1)}));
+        assert!(
+            !derived(&v, &[], Some("shop"))
+                .iter()
+                .any(|f| matches!(f, Fact::Placement { .. }))
+        );
+    }
+
+    #[test]
+    fn network_policies_of_the_alerts_namespace_only() {
+        let v = view(serde_json::json!({"objects": [
+            {"kind": "NetworkPolicy", "namespace": "shop", "name": "default-deny-ingress"},
+            {"kind": "NetworkPolicy", "namespace": "other", "name": "allow-all"},
+            {"kind": "Service", "namespace": "shop", "name": "api"}
+        ]}));
+        let f = derived(&v, &[], Some("shop"));
+        assert!(
+            f.iter().any(|f| matches!(f, Fact::NetworkPolicies { names, .. } if names == &["default-deny-ingress".to_string()])),
+            "{f:?}"
+        );
+        let v = view(
+            serde_json::json!({"objects": [{"kind": "Service", "namespace": "shop", "name": "api"}]}),
+        );
+        assert!(
+            !derived(&v, &[], Some("shop"))
+                .iter()
+                .any(|f| matches!(f, Fact::NetworkPolicies { .. }))
+        );
+    }
+
+    /// The cert-manager mixin's alerts aggregate away the job label; their
+    /// `name` is still a Certificate's. Another alert's `name` is not.
+    #[test]
+    fn a_cert_manager_mixin_alert_names_its_certificate_without_a_job_label() {
+        let v = view(serde_json::json!({"certificates": [
+            {"namespace": "shop", "name": "api-tls", "secret_name": "api-tls", "issuer": "le",
+             "ready": false, "ready_message": "Issuing certificate as Secret does not exist"},
+            {"namespace": "shop", "name": "www-tls", "secret_name": "www-tls", "issuer": "le"}
+        ]}));
+        let named = |labels: &[(&str, &str)]| -> Vec<String> {
+            derived(&v, labels, Some("shop"))
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Certificate { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            named(&[
+                ("alertname", "CertManagerCertNotReady"),
+                ("name", "www-tls")
+            ]),
+            ["www-tls"]
+        );
+        // Not cert-manager's series: `name` means something else, so the
+        // troubled certificates of the namespace are described instead.
+        assert_eq!(
+            named(&[("alertname", "ContainerOOM"), ("name", "www-tls")]),
+            ["api-tls"]
+        );
     }
 }

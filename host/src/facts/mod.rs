@@ -139,8 +139,20 @@ pub enum Fact {
     NodeCondition {
         node: String,
         ready: bool,
+        /// The kubelet stopped posting status (Ready=Unknown): the host or
+        /// its network is gone, not merely unhealthy.
+        unreachable: bool,
         reason: Option<String>,
     },
+    /// NetworkPolicies in the workload's namespace: they decide whether
+    /// Prometheus or a peer reaches its pods at all.
+    NetworkPolicies {
+        namespace: String,
+        names: Vec<String>,
+    },
+    /// Where the workload's pods run: all replicas on one node share its
+    /// fate (no anti-affinity or topology spread).
+    Placement { pods: u32, nodes: Vec<String> },
     VolumeFilling {
         volume: String,
         used_ratio: Option<f64>,
@@ -170,6 +182,8 @@ impl Fact {
             Fact::Capacity { .. } => "capacity",
             Fact::RolloutStuck { .. } => "rollout-stuck",
             Fact::NodeCondition { .. } => "node-condition",
+            Fact::Placement { .. } => "placement",
+            Fact::NetworkPolicies { .. } => "network-policies",
             Fact::VolumeFilling { .. } => "volume-filling",
             Fact::JobFailed { .. } => "job-failed",
             Fact::MissingGrant { .. } => "missing-grant",
@@ -285,15 +299,27 @@ impl Fact {
             Fact::NodeCondition {
                 node,
                 ready,
+                unreachable,
                 reason,
             } => format!(
                 "node {node} {}{}",
-                if *ready { "ready" } else { "not ready" },
+                match (ready, unreachable) {
+                    (true, _) => "ready",
+                    (false, true) => "unreachable (NotReady, no status from its kubelet)",
+                    (false, false) => "not ready",
+                },
                 reason
                     .as_ref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ),
+            Fact::NetworkPolicies { namespace, names } => {
+                format!("NetworkPolicies in {namespace}: {}", names.join(", "))
+            }
+            Fact::Placement { pods, nodes } => match nodes.as_slice() {
+                [one] => format!("all {pods} pods on the same node {one}"),
+                _ => format!("{pods} pods on {} nodes", nodes.len()),
+            },
             Fact::VolumeFilling { volume, used_ratio } => format!(
                 "volume {volume} filling{}",
                 used_ratio

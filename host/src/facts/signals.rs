@@ -151,14 +151,20 @@ fn metric(e: &EvidenceItem, workload: Option<&str>, facts: &mut Facts) {
 fn dependency_class(line: &str) -> Option<&'static str> {
     let l = line.to_lowercase();
     let has = |s: &str| l.contains(s);
+    // A name that does not exist (NXDOMAIN) is the caller's configuration
+    // — a wrong host in a release or a config map — not a dependency
+    // failing: it is the workload's own error (`own_error_class`).
+    if names_no_such_host(&l) {
+        return None;
+    }
     // Name resolution first: "lookup x: i/o timeout" is a DNS failure.
-    if has("no such host")
-        || has("nxdomain")
-        || has("name resolution")
+    if has("name resolution")
         || has("getaddrinfo")
+        || has("eai_again")
         || has("lookup ")
         || has("server misbehaving")
         || has("temporary failure in name")
+        || has("servfail")
     {
         Some("dns")
     } else if has("connection refused") || has("econnrefused") {
@@ -185,10 +191,29 @@ fn dependency_class(line: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether a (lower-cased) line says a name does not exist: Go's "no such
+/// host", Node's ENOTFOUND, glibc's "Name or service not known", Java's
+/// UnknownHostException, an NXDOMAIN answer. A resolver that cannot answer
+/// (EAI_AGAIN, SERVFAIL, timeouts) is a different thing: DNS failing.
+fn names_no_such_host(l: &str) -> bool {
+    [
+        "no such host",
+        "nxdomain",
+        "enotfound",
+        "name or service not known",
+        "unknownhostexception",
+    ]
+    .iter()
+    .any(|m| l.contains(m))
+}
+
 /// An error line's class when it names no dependency.
 fn own_error_class(line: &str) -> &'static str {
     let l = line.to_lowercase();
     let has = |s: &str| l.contains(s);
+    if names_no_such_host(&l) {
+        return "config";
+    }
     if has("outofmemory")
         || has("out of memory")
         || has("oomkill")
@@ -248,7 +273,23 @@ fn not_a_host(h: &str) -> bool {
         .contains(&h)
 }
 
-fn named_host(line: &str) -> Option<String> {
+/// The name a failed lookup was for: Node's `getaddrinfo EAI_AGAIN host`,
+/// Go's `lookup host on 10.96.0.10:53` / `lookup host: ...`.
+static LOOKED_UP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)getaddrinfo [a-z_]+ ([a-z0-9][a-z0-9.-]*[a-z0-9])|\blookup ([a-z0-9][a-z0-9.-]*[a-z0-9])(?: on |: )")
+        .unwrap_or_else(|_| unreachable!())
+});
+
+fn named_host(line: &str, class: Option<&str>) -> Option<String> {
+    // For a DNS failure, the name being resolved is the one that matters
+    // (a prober's line also names its target URL first).
+    if class == Some("dns")
+        && let Some(h) = LOOKED_UP
+            .captures(line)
+            .and_then(|c| c.get(1).or_else(|| c.get(2)))
+    {
+        return Some(h.as_str().to_lowercase());
+    }
     HOSTS.iter().find_map(|re| {
         re.captures_iter(line)
             .filter_map(|c| c.get(1))
@@ -272,7 +313,8 @@ fn logs(e: &EvidenceItem, workload: Option<&str>, facts: &mut Facts) {
                 || h == "localhost"
                 || h.starts_with("127.")
         };
-        match (dependency_class(example), named_host(example)) {
+        let class = dependency_class(example);
+        match (class, named_host(example, class)) {
             (Some(class), Some(host)) if !own(&host) => facts.push(Fact::DependencyFailure {
                 dependency: host,
                 error_class: class.into(),
@@ -331,8 +373,21 @@ mod tests {
                 "timeout",
             ),
             (
-                "dial tcp: lookup redis-master on 10.96.0.10:53: no such host",
+                "dial tcp: lookup redis-master on 10.96.0.10:53: server misbehaving",
                 "redis-master",
+                "dns",
+            ),
+            // Node's resolver cannot answer: the name looked up, not a URL.
+            (
+                r#"{"level":"error","msg":"request failed","err":"getaddrinfo EAI_AGAIN catalog.default.svc.cluster.local","code":"EAI_AGAIN"}"#,
+                "catalog.default.svc.cluster.local",
+                "dns",
+            ),
+            // A prober's line names its target URL first; the lookup that
+            // failed is the dependency.
+            (
+                r#"module=http_2xx target=https://shop.example.com/ level=error msg="Error for HTTP request" err="Get \"https://cdn.example.net/x\": dial tcp: lookup cdn.example.net: i/o timeout""#,
+                "cdn.example.net",
                 "dns",
             ),
             (
@@ -375,6 +430,30 @@ mod tests {
             })
             .collect();
         assert_eq!(classes, ["oom", "panic", "config", "other", "other"]);
+    }
+
+    /// A name that does not exist is a wrong name in the caller's release
+    /// or configuration, whoever logs it: not a dependency that fails.
+    #[test]
+    fn a_name_that_does_not_exist_is_the_callers_configuration() {
+        for line in [
+            "dial tcp: lookup redis-mastr on 10.96.0.10:53: no such host",
+            r#"err="getaddrinfo ENOTFOUND catalog.default.svc","code":"ENOTFOUND""#,
+            "java.net.UnknownHostException: payments-db.internal",
+            "curl: (6) Could not resolve host: api.example.com; Name or service not known",
+        ] {
+            let f = derived(&[logs_of(&[line])], "cart");
+            assert!(
+                !f.iter()
+                    .any(|f| matches!(f, Fact::DependencyFailure { .. })),
+                "{line}: {f:?}"
+            );
+            assert!(
+                f.iter()
+                    .any(|f| matches!(f, Fact::LogErrors { class, .. } if class == "config")),
+                "{line}: {f:?}"
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,26 @@ fn via_exporter(labels: &BTreeMap<String, String>) -> bool {
     ["job", "service", "container"]
         .iter()
         .filter_map(|k| labels.get(*k))
-        .any(|v| v.contains("kube-state-metrics") || v.contains("cert-manager"))
+        .any(|v| v.contains("kube-state-metrics"))
+        || from_cert_manager(labels)
+}
+
+/// Whether the series are cert-manager's own (its `name` is then a
+/// Certificate's, its `exported_namespace` the Certificate's namespace):
+/// the scrape job says so, or the issuer labels only cert-manager's
+/// certificate metrics carry, or the alert is one of the cert-manager
+/// mixin's, whose `max by (name, exported_namespace, namespace, ...)`
+/// drops the job label. Alert names come from the operator's rule files,
+/// not from the applications being scraped.
+pub fn from_cert_manager(labels: &BTreeMap<String, String>) -> bool {
+    ["job", "service", "container"]
+        .iter()
+        .filter_map(|k| labels.get(*k))
+        .any(|v| v.contains("cert-manager"))
+        || labels.contains_key("issuer_name")
+        || labels
+            .get("alertname")
+            .is_some_and(|a| a.starts_with("CertManager"))
 }
 
 /// Jobs and services that are exporters or the cluster's own scrape

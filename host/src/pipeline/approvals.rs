@@ -178,14 +178,20 @@ impl Agent {
         self.audit(&a.incident, "approval", serde_json::json!({"id": id, "decision": "approved", "by": by, "tool": a.tool, "arguments": a.arguments, "effects": a.effects, "digest": a.digest, "policy_version": a.policy_version}))?;
 
         let alert = self.incident_alert(&a.incident)?;
-        // The runbook the incident was decided with, found the same way.
-        let rb = crate::analysis::runbook::find(
-            &self.runbooks,
-            &alert.name,
-            &alert.labels,
-            alert.annotations.get("runbook_url").map(String::as_str),
-        )
-        .map(|(rb, _)| rb);
+        // The runbook the incident was decided with, found the same way; a
+        // call an operator or MCP client asked for had none (`requested.rs`
+        // runs it without one), so its approval verifies without one too.
+        let rb = if self.requested_call(&a.incident)? {
+            None
+        } else {
+            crate::analysis::runbook::find(
+                &self.runbooks,
+                &alert.name,
+                &alert.labels,
+                alert.annotations.get("runbook_url").map(String::as_str),
+            )
+            .map(|(rb, _)| rb)
+        };
         let out = ActionOutcome::new(&a.plugin, &a.tool, &a.arguments);
         let out = act::execute_and_verify(self, &a.incident, &alert, &planned, rb, out).await?;
         crate::telemetry::action(&out.status);
@@ -290,6 +296,18 @@ impl Agent {
         self.store.put_incident(&inc)?;
         let report = super::report::render(&inc, &self.store.audit(Some(&inc.id))?);
         self.store.put_report(&inc.id, &report)
+    }
+
+    /// Whether the incident is a call a person or an MCP client asked for
+    /// (its decision's planner), rather than an alert's.
+    fn requested_call(&self, incident: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .audit(Some(incident))?
+            .iter()
+            .find(|r| r.kind == "decision")
+            .and_then(|r| r.body["planner"].as_str().map(str::to_string))
+            .is_some_and(|p| p == "operator" || p == "mcp"))
     }
 
     /// The primary alert of an incident, from its audit trail.

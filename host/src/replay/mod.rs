@@ -295,7 +295,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         verify_timeout: Some(Duration::from_millis(300)),
         ..AgentConfig::default()
     };
-    let (agent, problems) = Agent::open(
+    let (mut agent, problems) = Agent::open(
         AgentPaths {
             policies: &policies,
             runbooks: base.runbooks,
@@ -309,6 +309,10 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     if let Some(p) = problems.first() {
         return Err(bad(dir, p));
     }
+    agent
+        .senders
+        .maps
+        .extend(operator.sender_maps.iter().cloned());
     history::seed(dir, &agent)?;
     let outcome = agent.handle(&alerts).await.map_err(|e| bad(dir, e))?;
     let audit_verified = agent.store.verify_audit().map(|v| v.ok()).unwrap_or(false);

@@ -1,6 +1,7 @@
 //! The configuration a scenario runs under: the shipped policies, with
 //! recorded sources pointed at their loopback servers and the scenario's
-//! operator choices (`operator.toml`: mode, writable namespaces, tiers)
+//! operator choices (`operator.toml`: mode, writable namespaces, tiers,
+//! sender mappings)
 //! applied, as an operator deploying runwarden would set them.
 
 use super::{ReplayError, bad};
@@ -20,6 +21,11 @@ pub struct Operator {
     /// Tier inventory entries, added to the autonomy policy's.
     #[serde(default)]
     pub inventory: Vec<toml::Table>,
+    /// What the operator's free-text senders mean (`runbooks/senders.toml`
+    /// entries): PagerDuty and OpsGenie services mapped to namespaces and
+    /// workloads, as an operator paging through them configures.
+    #[serde(default, rename = "sender_map")]
+    pub sender_maps: Vec<crate::analysis::senders::SenderMap>,
 }
 
 impl Operator {

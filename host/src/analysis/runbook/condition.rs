@@ -60,6 +60,19 @@ pub struct Condition {
     pub rollout_stuck: Option<bool>,
     #[serde(default)]
     pub node_not_ready: Option<bool>,
+    /// A node whose kubelet stopped reporting (Ready=Unknown).
+    #[serde(default)]
+    pub node_unreachable: Option<bool>,
+    /// NetworkPolicies exist in the alert's namespace.
+    #[serde(default)]
+    pub network_policies: Option<bool>,
+    /// Every desired replica of the workload is ready (true), or some are
+    /// not (false).
+    #[serde(default)]
+    pub all_ready: Option<bool>,
+    /// Two or more pods of the workload, all on one node.
+    #[serde(default)]
+    pub single_node: Option<bool>,
     #[serde(default)]
     pub job_failed: Option<bool>,
     /// A certificate not ready, or expiring within `expiring_within_days`.
@@ -257,6 +270,35 @@ impl Condition {
             checks.push((
                 want,
                 find(&|f| matches!(f, Fact::NodeCondition { ready: false, .. })),
+            ));
+        }
+        if let Some(want) = self.node_unreachable {
+            checks.push((
+                want,
+                find(&|f| {
+                    matches!(
+                        f,
+                        Fact::NodeCondition {
+                            unreachable: true,
+                            ..
+                        }
+                    )
+                }),
+            ));
+        }
+        if let Some(want) = self.network_policies {
+            checks.push((want, find(&|f| matches!(f, Fact::NetworkPolicies { .. }))));
+        }
+        if let Some(want) = self.all_ready {
+            checks.push((
+                want,
+                find(&|f| matches!(f, Fact::Capacity { replicas, ready, .. } if *replicas > 0 && ready >= replicas)),
+            ));
+        }
+        if let Some(want) = self.single_node {
+            checks.push((
+                want,
+                find(&|f| matches!(f, Fact::Placement { nodes, .. } if nodes.len() == 1)),
             ));
         }
         if let Some(want) = self.job_failed {

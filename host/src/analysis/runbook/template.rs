@@ -31,6 +31,11 @@ pub(super) fn lookup(
                 dependency,
                 error_class,
                 ..
+            } if error_class == "dns" => Some(format!("{dependency}: DNS resolution failing")),
+            Fact::DependencyFailure {
+                dependency,
+                error_class,
+                ..
             } => Some(format!("{dependency}: {error_class}")),
             _ => None,
         }),
@@ -70,10 +75,15 @@ pub(super) fn lookup(
                 node,
                 ready: false,
                 reason,
+                ..
             } => Some(match reason {
                 Some(r) => format!("{node} ({r})"),
                 None => node.clone(),
             }),
+            _ => None,
+        }),
+        "network_policies" => find(&|f| match f {
+            Fact::NetworkPolicies { names, .. } => Some(names.join(", ")),
             _ => None,
         }),
         "certificate" => find(&|f| match f {

@@ -377,3 +377,74 @@ fn no_runbook_means_no_action() {
     assert!(d.actions.is_empty());
     assert_eq!(d.confidence, Confidence::Low);
 }
+
+/// The shipped runbooks on facts alone: what a node or a scrape failure
+/// looks like decides which of their rules speaks.
+#[test]
+fn shipped_runbooks_tell_unreachable_nodes_and_blocked_scrapes_apart() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    let books = load_dir(&dir).expect("shipped runbooks load");
+    let facts = |items: Vec<Fact>| Facts { onset_ms: 0, items };
+    let host: BTreeMap<String, String> = [
+        ("runwarden_workload".to_string(), "api".to_string()),
+        ("runwarden_namespace".to_string(), "shop".to_string()),
+    ]
+    .into();
+    let node = |unreachable: bool| Fact::NodeCondition {
+        node: "n1".into(),
+        ready: false,
+        unreachable,
+        reason: None,
+    };
+    let rb = books.get("KubeNodeNotReady");
+    let d = decide(
+        rb,
+        "KubeNodeUnreachable",
+        &host,
+        &[],
+        &facts(vec![node(true)]),
+    );
+    assert!(d.decided_by.ends_with("`node-unreachable`"), "{d:?}");
+    let d = decide(
+        rb,
+        "KubeNodeNotReady",
+        &host,
+        &[],
+        &facts(vec![node(false)]),
+    );
+    assert!(d.decided_by.ends_with("`node`"), "{d:?}");
+
+    let capacity = |ready: u32| Fact::Capacity {
+        replicas: 3,
+        ready,
+        hpa_min: None,
+        hpa_max: None,
+        at_max: false,
+    };
+    let policies = Fact::NetworkPolicies {
+        namespace: "shop".into(),
+        names: vec!["default-deny-ingress".into()],
+    };
+    let rb = books.get("TargetDown");
+    let d = decide(
+        rb,
+        "TargetDown",
+        &host,
+        &[],
+        &facts(vec![capacity(3), policies.clone()]),
+    );
+    assert!(
+        d.decided_by.ends_with("`network-policy`") && d.hypothesis.contains("default-deny-ingress"),
+        "{d:?}"
+    );
+    // Pods not ready: a policy is not the first suspect.
+    let d = decide(
+        rb,
+        "TargetDown",
+        &host,
+        &[],
+        &facts(vec![capacity(1), policies]),
+    );
+    assert!(!d.decided_by.ends_with("`network-policy`"), "{d:?}");
+    assert!(d.actions.is_empty());
+}

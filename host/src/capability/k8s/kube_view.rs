@@ -9,12 +9,13 @@ use super::backend::{BackendError, ClusterBackend};
 use super::kube_backend::{KubeBackend, deployment_of_replica_set, revisions};
 use super::sim::{
     ClusterState, SimCertificate, SimCondition, SimContainer, SimDaemonSet, SimDeployment,
-    SimEvent, SimHpa, SimJob, SimNode, SimPod, SimPvc, SimRevision, SimStatefulSet,
+    SimEvent, SimHpa, SimJob, SimNode, SimObject, SimPod, SimPvc, SimRevision, SimStatefulSet,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
@@ -221,6 +222,22 @@ impl KubeBackend {
                 used_by_pod: None,
             })
             .collect();
+        // Network policies decide whether Prometheus (or a peer) reaches
+        // the pods at all: a scrape that fails while the pods are ready.
+        let policies: Api<NetworkPolicy> = Api::namespaced(c.clone(), ns);
+        state.objects.extend(
+            policies
+                .list(&lp)
+                .await
+                .map_or_else(|e| optional("networkpolicies", ns, e), |l| l.items)
+                .iter()
+                .map(|p| SimObject {
+                    kind: "NetworkPolicy".into(),
+                    namespace: ns.to_string(),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    annotations: BTreeMap::new(),
+                }),
+        );
         // cert-manager may not be installed: no certificates then.
         state.certificates = self
             .list_certificates(ns)

@@ -34,7 +34,7 @@ pub fn permissions(op: Operation, annotate_kinds: &[String]) -> Vec<Permission> 
         // get/list deployments, rollout history (ReplicaSets), pods,
         // events, certificates; and what the host reads for facts under a
         // read grant (`kube_view.rs`): the other workloads, jobs,
-        // autoscalers, volume claims.
+        // autoscalers, volume claims, network policies.
         Operation::Read => vec![
             p("apps", "deployments", "get"),
             p("apps", "deployments", "list"),
@@ -44,6 +44,7 @@ pub fn permissions(op: Operation, annotate_kinds: &[String]) -> Vec<Permission> 
             p("batch", "jobs", "list"),
             p("autoscaling", "horizontalpodautoscalers", "list"),
             p("", "persistentvolumeclaims", "list"),
+            p("networking.k8s.io", "networkpolicies", "list"),
             p("", "pods", "list"),
             p("", "events", "list"),
             p("cert-manager.io", "certificates", "get"),
