@@ -142,6 +142,16 @@ async fn loki_ranks_error_patterns_first() {
         "{}",
         evidence[0].summary
     );
+    // The plugin states what the lines show, typed (runwarden:plugin@0.2.0
+    // `evidence.facts`): the workload's own out-of-memory errors.
+    assert!(
+        evidence[0].facts.iter().any(|f| matches!(
+            f,
+            runwarden::bindings::types::Fact::LogErrors(l) if l.class == "oom" && l.count == 7
+        )),
+        "{:?}",
+        evidence[0].facts
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

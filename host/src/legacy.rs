@@ -67,11 +67,24 @@ macro_rules! records {
     )*};
 }
 
+/// 0.1.0 evidence carries no facts: the host derives them from its body.
+impl Conv<t02::Evidence> for t01::Evidence {
+    fn conv(self) -> t02::Evidence {
+        t02::Evidence {
+            kind: self.kind.conv(),
+            summary: self.summary,
+            body_json: self.body_json,
+            observed_from: self.observed_from,
+            observed_to: self.observed_to,
+            facts: Vec::new(),
+        }
+    }
+}
+
 records! {
     t01::Pair => t02::Pair { key, value }
     t01::Alert => t02::Alert { name, status, fingerprint, labels, annotations, starts_at }
     t01::TimeWindow => t02::TimeWindow { start, end }
-    t01::Evidence => t02::Evidence { kind, summary, body_json, observed_from, observed_to }
     t01::SourceInfo => t02::SourceInfo { name, description, provides }
     t01::ToolSpec => t02::ToolSpec { name, description, parameters_schema, effect, risk, reversible }
     t01::ToolCall => t02::ToolCall { tool, arguments_json }

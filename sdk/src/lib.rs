@@ -14,6 +14,7 @@
 
 pub mod bindings;
 pub mod effects;
+pub mod facts;
 pub mod http;
 pub mod params;
 pub mod time;
@@ -167,6 +168,7 @@ pub fn evidence(
         body_json: body.to_string(),
         observed_from: window.map(|w| w.0),
         observed_to: window.map(|w| w.1),
+        facts: Vec::new(),
     }
 }
 

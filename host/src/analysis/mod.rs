@@ -67,6 +67,10 @@ pub struct EvidenceItem {
     pub kind: String,
     pub summary: String,
     pub body: serde_json::Value,
+    /// What the source stated this evidence shows (checked and attributed
+    /// in `facts::signals`); empty: the host derives facts from the body.
+    #[serde(skip)]
+    pub facts: Vec<runwarden_observe::Observed>,
 }
 
 impl EvidenceItem {
@@ -84,6 +88,7 @@ impl EvidenceItem {
             .to_string(),
             summary: e.summary.clone(),
             body: serde_json::from_str(&e.body_json).unwrap_or(serde_json::Value::Null),
+            facts: crate::facts::signals::stated(&e.facts),
         }
     }
 }

@@ -715,6 +715,7 @@ mod tests {
             summary: String::new(),
             body: serde_json::json!({"top_patterns": [{"pattern": "p", "count": 3, "error": true,
                 "example": format!("error: config token={token} is not set")}]}),
+            facts: vec![],
         };
         let facts = s.conclude(&host, &[logs], &[], 0);
         let text = serde_json::to_string(&facts).expect("json");

@@ -1,337 +1,204 @@
-//! Facts from what sources measured: metric series (classified by the
-//! exporters' standard metric names in their PromQL, not by the display
-//! name an operator gave the query) and log patterns (a dependency named
-//! in error lines — a host, an address, a URL — with its error class).
+//! Facts from what sources measured: metric series and log patterns, in
+//! the vocabulary of `runwarden-observe` (a dependency named in error
+//! lines with its error class; series classified by the exporters' metric
+//! names in their PromQL, never by the name an operator gave the query).
 //!
-//! A failing dependency found here outranks a recent change in the
-//! runbooks: the "false correlation" the project must never make is a
-//! rollback while the provider is down.
+//! A source states its facts with its evidence (`runwarden:plugin@0.2.0`
+//! `evidence.facts`); the host checks them (`stated`) and attributes each
+//! to the evidence's kind. For evidence without facts — a 0.1.0 component,
+//! or a source that states none — the host applies the same classification
+//! to the body itself. Either way a failing dependency found here outranks
+//! a recent change in the runbooks: the "false correlation" the project
+//! must never make is a rollback while the provider is down.
 
 use super::{Fact, Facts, Resource, Seen};
 use crate::analysis::EvidenceItem;
-use regex::Regex;
-use std::sync::LazyLock;
+use runwarden_observe::{Observed, Series};
+
+pub use runwarden_observe::classify;
+
+/// At most this many stated facts per evidence item; longer text is cut.
+const MAX_STATED: usize = 32;
+const MAX_TEXT: usize = 300;
 
 /// Facts from every evidence item; `workload` is the incident's own name
 /// (a dependency is anything else).
 pub fn derive(evidence: &[EvidenceItem], workload: Option<&str>, facts: &mut Facts) {
     for e in evidence {
-        match e.kind.as_str() {
-            "metric-series" => metric(e, workload, facts),
-            "log-lines" => logs(e, workload, facts),
-            _ => {}
+        let seen = match e.kind.as_str() {
+            "metric-series" => Seen::Metric,
+            "log-lines" => Seen::Log,
+            "k8s-event" | "change-event" => Seen::Event,
+            _ => Seen::Status,
+        };
+        let observed = if e.facts.is_empty() {
+            from_body(e, workload)
+        } else {
+            e.facts.clone()
+        };
+        for o in observed {
+            if let Some(f) = checked(o, seen, workload) {
+                facts.push(f);
+            }
         }
     }
 }
 
-/// What a PromQL expression measures, from the standard metric names of
-/// Prometheus exporters and instrumentation conventions.
-pub fn classify(promql: &str) -> &'static str {
-    let q = promql.to_lowercase();
-    let has = |s: &str| q.contains(s);
-    if has("probe_success") || q.trim_start().starts_with("up{") || has("(up{") {
-        "up"
-    } else if has("cfs_throttled") {
-        "throttling"
-    } else if has("code=~\"5")
-        || has("status=~\"5")
-        || has("5xx")
-        || has("_errors")
-        || has("error_ratio")
-    {
-        "error-rate"
-    } else if has("duration_seconds") || has("latency") {
-        "latency"
-    } else if has("restarts_total") {
-        "restarts"
-    } else if has("cpu") {
-        "cpu"
-    } else if has("memory") {
-        "memory"
-    } else if has("filesystem") || has("volume_stats") {
-        "disk"
-    } else if has("requests_total") {
-        "traffic"
-    } else {
-        "other"
-    }
-}
-
-static JOB_MATCHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?:job|instance|target)=~?"([^"]+)""#).unwrap_or_else(|_| unreachable!())
-});
-
-fn metric(e: &EvidenceItem, workload: Option<&str>, facts: &mut Facts) {
+/// What the host makes of a body when the source stated no facts: the
+/// first-party shapes (prometheus' series summary, loki's top patterns).
+fn from_body(e: &EvidenceItem, workload: Option<&str>) -> Vec<Observed> {
     let b = &e.body;
-    let (Some(now), Some(baseline)) = (b["now"].as_f64(), b["baseline"].as_f64()) else {
-        return;
-    };
-    let query = b["query"].as_str().unwrap_or_default();
-    let series = e
-        .summary
-        .split(':')
-        .next()
-        .unwrap_or(&e.summary)
-        .to_string();
-    let signal = classify(query);
-    // The prometheus plugin reports points and `changed_at` in ms.
-    let onset_ms = b["changed_at"].as_i64();
-    match signal {
-        "up" => {
-            // What the data says it is (the series' own job), else what
-            // the query asked for.
-            let target = b["labels"]["job"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| {
-                    JOB_MATCHER.captures(query).and_then(|c| c.get(1)).map(|m| {
-                        m.as_str()
-                            .trim_end_matches(".*")
-                            .trim_end_matches('-')
-                            .to_string()
-                    })
-                })
-                .unwrap_or_else(|| series.clone());
-            let up = now >= 0.5;
-            facts.push(Fact::EndpointHealth {
-                target: target.clone(),
-                up,
-            });
-            // A probe checks the service's own endpoint: its failure is the
-            // symptom, not a dependency. So is the workload's own target,
-            // and an exporter's.
-            let probe = query.contains("probe_success");
-            let own = workload.is_some_and(|w| target == w || target.starts_with(&format!("{w}/")))
-                || target.contains("blackbox")
-                || target.contains("exporter");
-            if !up && !probe && !own {
-                facts.push(Fact::DependencyFailure {
-                    dependency: target,
-                    error_class: "down".into(),
-                    seen: Seen::Metric,
-                    detail: format!("{series} at {now}"),
-                });
-            }
-        }
-        _ => {
-            let moved = (now - baseline).abs() > f64::max(baseline.abs() * 0.5, 1e-6);
-            if moved {
-                facts.push(Fact::MetricShift {
-                    signal: signal.into(),
-                    series: series.clone(),
-                    baseline,
-                    current: now,
-                    onset_ms,
-                });
-            }
-            // Ratios of a limit: saturation.
-            let resource = match signal {
-                "cpu" => Some(Resource::Cpu),
-                "memory" => Some(Resource::Memory),
-                "disk" => Some(Resource::Disk),
-                _ => None,
+    match e.kind.as_str() {
+        "metric-series" => {
+            let (Some(now), Some(baseline)) = (b["now"].as_f64(), b["baseline"].as_f64()) else {
+                return vec![];
             };
-            if let Some(resource) = resource
-                && query.contains("limit")
-                && (0.8..=10.0).contains(&now)
-            {
-                facts.push(Fact::Saturation {
-                    resource,
-                    utilisation: now,
-                    rising: now > baseline * 1.2,
-                    detail: format!("{series} {baseline:.2} -> {now:.2} of the limit"),
-                });
+            let name = e.summary.split(':').next().unwrap_or(&e.summary);
+            runwarden_observe::series_facts(
+                &Series {
+                    query: b["query"].as_str().unwrap_or_default(),
+                    name,
+                    job: b["labels"]["job"].as_str(),
+                    baseline,
+                    now,
+                    changed_at_ms: b["changed_at"].as_i64(),
+                },
+                workload,
+            )
+        }
+        "log-lines" => b["top_patterns"]
+            .as_array()
+            .map(|patterns| {
+                patterns
+                    .iter()
+                    .filter(|p| p["error"].as_bool().unwrap_or(false))
+                    .map(|p| {
+                        runwarden_observe::log_fact(
+                            p["example"].as_str().unwrap_or_default(),
+                            p["count"].as_u64().unwrap_or(1),
+                            workload,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+/// A fact as the host keeps it: attributed to the evidence that showed it,
+/// with finite numbers and bounded text, and never the incident's own
+/// workload as its failing dependency (that would turn the symptom into an
+/// excuse not to act on its cause).
+fn checked(o: Observed, seen: Seen, workload: Option<&str>) -> Option<Fact> {
+    let text = |s: String| -> String { s.chars().take(MAX_TEXT).collect() };
+    let finite = |v: f64| v.is_finite().then_some(v);
+    Some(match o {
+        Observed::DependencyFailure {
+            dependency,
+            error_class,
+            detail,
+        } => {
+            let own = workload.is_some_and(|w| {
+                dependency == w
+                    || dependency.starts_with(&format!("{w}."))
+                    || dependency.starts_with(&format!("{w}/"))
+            });
+            if own || dependency.trim().is_empty() {
+                return None;
+            }
+            Fact::DependencyFailure {
+                dependency: text(dependency),
+                error_class: text(error_class),
+                seen,
+                detail: text(detail),
             }
         }
-    }
-}
-
-/// The error class of a log line, if it is one that names a failing
-/// dependency.
-fn dependency_class(line: &str) -> Option<&'static str> {
-    let l = line.to_lowercase();
-    let has = |s: &str| l.contains(s);
-    // A name that does not exist (NXDOMAIN) is the caller's configuration
-    // — a wrong host in a release or a config map — not a dependency
-    // failing: it is the workload's own error (`own_error_class`).
-    if names_no_such_host(&l) {
-        return None;
-    }
-    // Name resolution first: "lookup x: i/o timeout" is a DNS failure.
-    if has("name resolution")
-        || has("getaddrinfo")
-        || has("eai_again")
-        || has("lookup ")
-        || has("server misbehaving")
-        || has("temporary failure in name")
-        || has("servfail")
-    {
-        Some("dns")
-    } else if has("connection refused") || has("econnrefused") {
-        Some("connection-refused")
-    } else if has("failed to connect")
-        || has("could not connect")
-        || has("unable to connect")
-        || has("no available connection")
-        || has("cannot connect")
-    {
-        Some("connection-failed")
-    } else if has("timed out") || has("timeout") || has("deadline exceeded") {
-        Some("timeout")
-    } else if has("x509") || has("certificate") || has("tls handshake") {
-        Some("tls")
-    } else if has("connection reset") || has("econnreset") || has("broken pipe") {
-        Some("connection-reset")
-    } else if STATUS_5XX.is_match(&l) {
-        Some("5xx")
-    } else if has("unavailable") || has("upstream") || has("circuit breaker") {
-        Some("unavailable")
-    } else {
-        None
-    }
-}
-
-/// Whether a (lower-cased) line says a name does not exist: Go's "no such
-/// host", Node's ENOTFOUND, glibc's "Name or service not known", Java's
-/// UnknownHostException, an NXDOMAIN answer. A resolver that cannot answer
-/// (EAI_AGAIN, SERVFAIL, timeouts) is a different thing: DNS failing.
-fn names_no_such_host(l: &str) -> bool {
-    [
-        "no such host",
-        "nxdomain",
-        "enotfound",
-        "name or service not known",
-        "unknownhostexception",
-    ]
-    .iter()
-    .any(|m| l.contains(m))
-}
-
-/// An error line's class when it names no dependency.
-fn own_error_class(line: &str) -> &'static str {
-    let l = line.to_lowercase();
-    let has = |s: &str| l.contains(s);
-    if names_no_such_host(&l) {
-        return "config";
-    }
-    if has("outofmemory")
-        || has("out of memory")
-        || has("oomkill")
-        || has("heap space")
-        || has("memoryerror")
-    {
-        "oom"
-    } else if has("permission denied") || has("forbidden") || has("unauthorized") {
-        "permission"
-    } else if has("no space left") || has("disk full") {
-        "disk"
-    } else if has("panic") || has("segfault") || has("fatal") || has("traceback") {
-        "panic"
-    } else if has("config") || has("env") || has("not set") || has("missing") || has("no such file")
-    {
-        "config"
-    } else {
-        "other"
-    }
-}
-
-static STATUS_5XX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?:status|code|http)[ =:/]*5\d\d\b|http/\d(?:\.\d)?"?\s+5\d\d\b|\b5\d\d (?:service unavailable|bad gateway|internal server error|gateway timeout)"#)
-        .unwrap_or_else(|_| unreachable!())
-});
-
-/// Ways a line names a host, most reliable first: a URL's host, `dial tcp
-/// HOST:PORT` (Go), `host=HOST`, then a bare `HOST:PORT` with a dotted
-/// name.
-static HOSTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    [
-        r"(?i)\b(?:https?|grpcs?|wss?|postgres(?:ql)?|mysql|redis|amqps?|mongodb(?:\+srv)?)://(?:[^@/\s]+@)?([a-z0-9][a-z0-9.-]*[a-z0-9])",
-        r"(?i)dial tcp:? (?:lookup )?([a-z0-9][a-z0-9.-]*[a-z0-9])",
-        r#"(?i)\b(?:host|hostname|upstream|addr|address|peer)\s*=\s*"?`?([a-z0-9][a-z0-9.-]*[a-z0-9])"#,
-        // A dotted or hyphenated name with a port: "db.internal:5432",
-        // "prod-db:3333".
-        r"(?i)\b([a-z][a-z0-9]*(?:[.-][a-z0-9]+)+):\d{2,5}\b",
-    ]
-    .iter()
-    .filter_map(|r| Regex::new(r).ok())
-    .collect()
-});
-
-/// Source files and header-like words that look like `name:port`.
-fn not_a_host(h: &str) -> bool {
-    const SOURCE: [&str; 14] = [
-        ".go", ".java", ".py", ".rs", ".js", ".ts", ".rb", ".cs", ".cpp", ".c", ".h", ".kt",
-        ".scala", ".php",
-    ];
-    SOURCE.iter().any(|ext| h.ends_with(ext))
-        || [
-            "retry-after",
-            "content-length",
-            "x-request-id",
-            "keep-alive",
-        ]
-        .contains(&h)
-}
-
-/// The name a failed lookup was for: Node's `getaddrinfo EAI_AGAIN host`,
-/// Go's `lookup host on 10.96.0.10:53` / `lookup host: ...`.
-static LOOKED_UP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)getaddrinfo [a-z_]+ ([a-z0-9][a-z0-9.-]*[a-z0-9])|\blookup ([a-z0-9][a-z0-9.-]*[a-z0-9])(?: on |: )")
-        .unwrap_or_else(|_| unreachable!())
-});
-
-fn named_host(line: &str, class: Option<&str>) -> Option<String> {
-    // For a DNS failure, the name being resolved is the one that matters
-    // (a prober's line also names its target URL first).
-    if class == Some("dns")
-        && let Some(h) = LOOKED_UP
-            .captures(line)
-            .and_then(|c| c.get(1).or_else(|| c.get(2)))
-    {
-        return Some(h.as_str().to_lowercase());
-    }
-    HOSTS.iter().find_map(|re| {
-        re.captures_iter(line)
-            .filter_map(|c| c.get(1))
-            .map(|m| m.as_str().to_lowercase())
-            .find(|h| !not_a_host(h))
+        Observed::MetricShift {
+            signal,
+            series,
+            baseline,
+            current,
+            onset_ms,
+        } => Fact::MetricShift {
+            signal: text(signal),
+            series: text(series),
+            baseline: finite(baseline)?,
+            current: finite(current)?,
+            onset_ms,
+        },
+        Observed::Saturation {
+            resource,
+            utilisation,
+            rising,
+            detail,
+        } => Fact::Saturation {
+            resource: match resource {
+                runwarden_observe::Resource::Cpu => Resource::Cpu,
+                runwarden_observe::Resource::Memory => Resource::Memory,
+                runwarden_observe::Resource::Disk => Resource::Disk,
+            },
+            utilisation: finite(utilisation).filter(|u| (0.0..=100.0).contains(u))?,
+            rising,
+            detail: text(detail),
+        },
+        Observed::LogErrors {
+            class,
+            count,
+            example,
+        } => Fact::LogErrors {
+            class: text(class),
+            count,
+            example: text(example),
+        },
+        Observed::EndpointHealth { target, up } => Fact::EndpointHealth {
+            target: text(target),
+            up,
+        },
     })
 }
 
-fn logs(e: &EvidenceItem, workload: Option<&str>, facts: &mut Facts) {
-    let Some(patterns) = e.body["top_patterns"].as_array() else {
-        return;
-    };
-    for p in patterns {
-        if !p["error"].as_bool().unwrap_or(false) {
-            continue;
-        }
-        let example = p["example"].as_str().unwrap_or_default();
-        let count = p["count"].as_u64().unwrap_or(1);
-        let own = |h: &str| {
-            workload.is_some_and(|w| h == w || h.starts_with(&format!("{w}.")))
-                || h == "localhost"
-                || h.starts_with("127.")
-        };
-        let class = dependency_class(example);
-        match (class, named_host(example, class)) {
-            (Some(class), Some(host)) if !own(&host) => facts.push(Fact::DependencyFailure {
-                dependency: host,
-                error_class: class.into(),
-                seen: Seen::Log,
-                detail: format!("{count}x \"{}\"", clip(example)),
-            }),
-            _ => facts.push(Fact::LogErrors {
-                class: own_error_class(example).into(),
-                count,
-                example: clip(example),
-            }),
-        }
-    }
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(160).collect()
+/// The facts a 0.2.0 source stated with one evidence item, in the shared
+/// vocabulary (checked later, in `derive`). At most `MAX_STATED`.
+pub fn stated(facts: &[crate::bindings::types::Fact]) -> Vec<Observed> {
+    use crate::bindings::types::{Fact as W, ResourceKind as R};
+    facts
+        .iter()
+        .take(MAX_STATED)
+        .map(|f| match f {
+            W::DependencyFailure(d) => Observed::DependencyFailure {
+                dependency: d.dependency.clone(),
+                error_class: d.error_class.clone(),
+                detail: d.detail.clone(),
+            },
+            W::MetricShift(m) => Observed::MetricShift {
+                signal: m.signal.clone(),
+                series: m.series.clone(),
+                baseline: m.baseline,
+                current: m.current,
+                onset_ms: m.onset,
+            },
+            W::Saturation(s) => Observed::Saturation {
+                resource: match s.resource {
+                    R::Cpu => runwarden_observe::Resource::Cpu,
+                    R::Memory => runwarden_observe::Resource::Memory,
+                    R::Disk => runwarden_observe::Resource::Disk,
+                },
+                utilisation: s.utilisation,
+                rising: s.rising,
+                detail: s.detail.clone(),
+            },
+            W::LogErrors(l) => Observed::LogErrors {
+                class: l.class.clone(),
+                count: l.count,
+                example: l.example.clone(),
+            },
+            W::EndpointHealth(h) => Observed::EndpointHealth {
+                target: h.target.clone(),
+                up: h.up,
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -345,6 +212,7 @@ mod tests {
             summary: String::new(),
             body: serde_json::json!({"top_patterns": lines.iter().map(|l| serde_json::json!({
                 "pattern": l, "count": 12, "error": true, "example": l})).collect::<Vec<_>>()}),
+            facts: vec![],
         }
     }
 
@@ -456,6 +324,66 @@ mod tests {
         }
     }
 
+    /// What a 0.2.0 source states is used instead of its body, and checked:
+    /// attributed to the evidence's kind, numbers finite and in range, text
+    /// bounded, and never the incident's own workload as the failing
+    /// dependency.
+    #[test]
+    fn stated_facts_replace_the_body_and_are_checked() {
+        let item = |facts: Vec<Observed>| EvidenceItem {
+            source: "third-party".into(),
+            kind: "log-lines".into(),
+            summary: String::new(),
+            // A body the host would read as a dependency failure.
+            body: serde_json::json!({"top_patterns": [{"pattern": "p", "count": 3, "error": true,
+                "example": "POST https://api.stripe.com/v1: 503 Service Unavailable"}]}),
+            facts,
+        };
+        let dep = |d: &str| Observed::DependencyFailure {
+            dependency: d.into(),
+            error_class: "timeout".into(),
+            detail: "x".repeat(10_000),
+        };
+        let f = derived(
+            &[item(vec![
+                dep("inventory.shop.svc"),
+                dep("cart"),
+                dep("cart.shop.svc.cluster.local"),
+                Observed::MetricShift {
+                    signal: "latency".into(),
+                    series: "p99".into(),
+                    baseline: f64::NAN,
+                    current: 2.0,
+                    onset_ms: None,
+                },
+                Observed::Saturation {
+                    resource: runwarden_observe::Resource::Cpu,
+                    utilisation: 1e9,
+                    rising: true,
+                    detail: String::new(),
+                },
+            ])],
+            "cart",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        match &f[0] {
+            Fact::DependencyFailure {
+                dependency,
+                seen,
+                detail,
+                ..
+            } => {
+                assert_eq!(dependency, "inventory.shop.svc");
+                assert_eq!(*seen, Seen::Log);
+                assert_eq!(detail.chars().count(), MAX_TEXT);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // No facts stated: the host reads the body as before.
+        let f = derived(&[item(vec![])], "cart");
+        assert!(f.iter().any(|f| matches!(f, Fact::DependencyFailure { dependency, .. } if dependency == "api.stripe.com")), "{f:?}");
+    }
+
     #[test]
     fn promql_is_classified_by_standard_metric_names() {
         assert_eq!(
@@ -486,6 +414,7 @@ mod tests {
             kind: "metric-series".into(),
             summary: "upstream up: 1 -> 0".into(),
             body: serde_json::json!({"query": q, "baseline": 1.0, "now": now, "labels": {}}),
+            facts: vec![],
         };
         let f = derived(&[up("min(up{job=~\"cart-upstream.*\"})", 0.0)], "cart");
         assert!(f.iter().any(|f| matches!(f, Fact::DependencyFailure { dependency, seen: Seen::Metric, .. } if dependency == "cart-upstream")), "{f:?}");

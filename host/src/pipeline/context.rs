@@ -136,6 +136,7 @@ pub async fn gather(
                 kind: "note".into(),
                 summary: format!("runbook: {} (found by {how})", rb.title),
                 body: serde_json::json!({"alert": rb.alert, "guidance": rb.guidance, "found_by": how}),
+                facts: vec![],
             });
         }
         None => ctx.gaps.push(Gap {
@@ -159,6 +160,7 @@ pub async fn gather(
                     kind: "note".into(),
                     summary: format!("similar past incident {}: {}", inc.id, inc.summary),
                     body: serde_json::json!({"id": inc.id, "state": inc.state}),
+                    facts: vec![],
                 });
             }
         }

@@ -575,6 +575,7 @@ pub(crate) fn redact_evidence(e: &EvidenceItem) -> EvidenceItem {
         kind: e.kind.clone(),
         summary: crate::redact::redact(&e.summary),
         body: crate::redact::redact_json(&e.body),
+        facts: e.facts.clone(),
     }
 }
 

@@ -56,6 +56,7 @@ export const source = {
       }),
       observedFrom: window.start,
       observedTo: window.end,
+      facts: [],
     }));
   },
 };

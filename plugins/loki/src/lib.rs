@@ -81,7 +81,8 @@ impl SourceGuest for Loki {
             return Err(Error::Failed(format!("Loki answered {}", body["error"])));
         }
         let lines = collect_lines(&body);
-        Ok(vec![summarize(&query, &lines)])
+        let workload = runwarden_sdk::facts::workload_of(&alert);
+        Ok(vec![summarize(&query, &lines, workload.as_deref())])
     }
 }
 
@@ -144,7 +145,7 @@ fn clip(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-fn summarize(query: &str, lines: &[(i64, String)]) -> Evidence {
+fn summarize(query: &str, lines: &[(i64, String)], workload: Option<&str>) -> Evidence {
     let mut groups: BTreeMap<String, (usize, bool, String, i64)> = BTreeMap::new();
     for (t, line) in lines {
         let e = groups
@@ -172,12 +173,27 @@ fn summarize(query: &str, lines: &[(i64, String)]) -> Evidence {
         (Some(oldest), Some(newest)) => Some((oldest.0, newest.0)),
         _ => None,
     };
-    evidence(
+    // What each error-like pattern says, in the shared vocabulary.
+    let facts = ranked
+        .iter()
+        .take(TOP)
+        .filter(|(_, (_, err, _, _))| *err)
+        .map(|(_, (count, _, example, _))| {
+            runwarden_sdk::facts::to_wit(runwarden_sdk::facts::log_fact(
+                example,
+                u64::try_from(*count).unwrap_or(u64::MAX),
+                workload,
+            ))
+        })
+        .collect();
+    let mut e = evidence(
         EvidenceKind::LogLines,
         summary,
         &json!({"query": query, "lines": lines.len(), "error_lines": errors, "top_patterns": top}),
         window,
-    )
+    );
+    e.facts = facts;
+    e
 }
 
 runwarden_sdk::export_source!(Loki);

@@ -121,10 +121,11 @@ fn query(
             None,
         )]);
     }
+    let workload = runwarden_sdk::facts::workload_of(alert);
     Ok(series
         .iter()
         .take(MAX_SERIES)
-        .map(|s| summarize(name, promql, s, alert.starts_at))
+        .map(|s| summarize(name, promql, s, alert.starts_at, workload.as_deref()))
         .collect())
 }
 
@@ -150,7 +151,13 @@ fn points(series: &Value) -> Vec<(i64, f64)> {
         .unwrap_or_default()
 }
 
-fn summarize(name: &str, promql: &str, series: &Value, alert_start: i64) -> Evidence {
+fn summarize(
+    name: &str,
+    promql: &str,
+    series: &Value,
+    alert_start: i64,
+    workload: Option<&str>,
+) -> Evidence {
     let pts = points(series);
     let labels = series["metric"].clone();
     let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
@@ -206,12 +213,28 @@ fn summarize(name: &str, promql: &str, series: &Value, alert_start: i64) -> Evid
         "query": promql, "labels": labels, "baseline": baseline, "now": now, "peak": peak,
         "changed_at": changed, "points": sampled,
     });
-    evidence(
+    let observed = runwarden_sdk::facts::series_facts(
+        &runwarden_sdk::facts::Series {
+            query: promql,
+            name,
+            job: labels["job"].as_str(),
+            baseline,
+            now,
+            changed_at_ms: changed,
+        },
+        workload,
+    );
+    let mut e = evidence(
         EvidenceKind::MetricSeries,
         summary,
         &body,
         Some((first.0, last.0)),
-    )
+    );
+    e.facts = observed
+        .into_iter()
+        .map(runwarden_sdk::facts::to_wit)
+        .collect();
+    e
 }
 
 fn mean(v: &[f64]) -> f64 {

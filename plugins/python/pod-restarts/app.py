@@ -91,5 +91,6 @@ class Source(exports.Source):
                 body_json=json.dumps(body),
                 observed_from=window.start,
                 observed_to=window.end,
+                facts=[],
             )
         ]

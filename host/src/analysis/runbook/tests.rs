@@ -36,6 +36,7 @@ fn ev(kind: &str, summary: &str, body: serde_json::Value) -> EvidenceItem {
         kind: kind.into(),
         summary: summary.into(),
         body,
+        facts: vec![],
     }
 }
 
