@@ -122,6 +122,9 @@ pub enum Fact {
         ready: bool,
         /// Why it is not ready or cannot be issued, if known.
         last_error: Option<String>,
+        /// Its issuer has issued another certificate since that error: the
+        /// failure is past, only cert-manager's retry back-off remains.
+        issuer_recovered: bool,
     },
     /// A probe or scrape target: up or down.
     EndpointHealth { target: String, up: bool },
@@ -267,14 +270,20 @@ impl Fact {
                 days_left,
                 ready,
                 last_error,
+                issuer_recovered,
             } => format!(
-                "certificate {namespace}/{name}: {}, {}{}",
+                "certificate {namespace}/{name}: {}, {}{}{}",
                 if *ready { "ready" } else { "not ready" },
                 days_left.map_or("expiry unknown".into(), |d| format!("{d} days left")),
                 last_error
                     .as_ref()
                     .map(|e| format!(", last error: {e}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if *issuer_recovered {
+                    "; its issuer has issued certificates since (retry back-off)"
+                } else {
+                    ""
+                }
             ),
             Fact::EndpointHealth { target, up } => {
                 format!("{target} {}", if *up { "up" } else { "down" })

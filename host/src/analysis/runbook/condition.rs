@@ -116,6 +116,9 @@ pub struct CertificateCondition {
     /// An issuance error is known (rate limits, failing challenges).
     #[serde(default)]
     pub failing: Option<bool>,
+    /// The issuer has issued other certificates since that error.
+    #[serde(default)]
+    pub issuer_recovered: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,9 +315,11 @@ impl Condition {
                         ready,
                         days_left,
                         last_error,
+                        issuer_recovered,
                         ..
                     } => {
-                        c.not_ready.is_none_or(|w| w != *ready)
+                        c.issuer_recovered.is_none_or(|w| w == *issuer_recovered)
+                            && c.not_ready.is_none_or(|w| w != *ready)
                             && c.expiring_within_days
                                 .is_none_or(|d| days_left.is_some_and(|l| l <= d))
                             && c.failing.is_none_or(|w| w == last_error.is_some())
