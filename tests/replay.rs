@@ -71,6 +71,56 @@ async fn a_scenario_that_expects_the_wrong_thing_fails() {
     );
 }
 
+/// Deliveries through the real intake are judged too: the storm scenario
+/// with wrong expectations about what its payloads opened fails on each.
+#[tokio::test(flavor = "multi_thread")]
+async fn payloads_that_open_other_incidents_than_expected_fail() {
+    let ws = workspace();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = ws.join("scenarios/17-storm-resolve-refire");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&src, tmp.path());
+    copy(&src.join("payloads"), &tmp.path().join("payloads"));
+    copy(
+        &src.join("responses/prometheus"),
+        &tmp.path().join("responses/prometheus"),
+    );
+    let expected = std::fs::read_to_string(src.join("expected.toml"))
+        .unwrap()
+        .replace("incidents = 2", "incidents = 1")
+        .replace("alerts = [3, 1]", "alerts = [4, 1]")
+        .replace("recurrences = 1", "recurrences = 0")
+        .replace(
+            "later_actions = [\"none\"]",
+            "later_actions = [\"rollback_deployment\"]",
+        );
+    std::fs::write(tmp.path().join("expected.toml"), expected).unwrap();
+    let cache = cache();
+    let r = replay::run(
+        tmp.path(),
+        &base(&ws.join("policies"), &ws.join("runbooks"), &cache),
+    )
+    .await
+    .unwrap();
+    let all = r.failures.join("\n");
+    for want in [
+        "expected 1 incident(s) from the payloads, got 2",
+        "expected [4, 1] alerts per incident, got [3, 1]",
+        "expected 0 recurrence(s), got 1",
+        "incident 2 of the payloads: expected rollback_deployment, chose none",
+    ] {
+        assert!(all.contains(want), "{want}: {all}");
+    }
+}
+
 fn base<'a>(
     policies: &'a std::path::Path,
     runbooks: &'a std::path::Path,

@@ -113,6 +113,11 @@ pub struct Counters {
 pub struct Grouper {
     config: GroupingConfig,
     groups: HashMap<GroupKey, Group>,
+    /// The incident each recently closed group became (at most
+    /// `max_groups`, oldest forgotten first): a later firing of the group
+    /// opens a new incident linked to it as a recurrence.
+    ended: HashMap<GroupKey, String>,
+    ended_order: std::collections::VecDeque<GroupKey>,
     pub counters: Counters,
 }
 
@@ -121,6 +126,8 @@ impl Grouper {
         Grouper {
             config,
             groups: HashMap::new(),
+            ended: HashMap::new(),
+            ended_order: std::collections::VecDeque::new(),
             counters: Counters::default(),
         }
     }
@@ -157,6 +164,15 @@ impl Grouper {
             self.counters.overflowed += 1;
         }
         let is_new = !self.groups.contains_key(&key);
+        let previous = if is_new {
+            let previous = self.ended.remove(&key);
+            if previous.is_some() {
+                self.ended_order.retain(|k| k != &key);
+            }
+            previous
+        } else {
+            None
+        };
         let max_alerts = self.config.max_alerts_per_group;
         let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
             key,
@@ -165,7 +181,7 @@ impl Grouper {
             not_kept: 0,
             first_seen_ms: now_ms,
             incident: None,
-            previous: None,
+            previous,
         });
         group.received += 1;
         let room = group.alerts.len() < max_alerts;
@@ -231,7 +247,20 @@ impl Grouper {
     }
 
     pub fn close(&mut self, key: &GroupKey) {
-        self.groups.remove(key);
+        let Some(incident) = self.groups.remove(key).and_then(|g| g.incident) else {
+            return;
+        };
+        if self.ended.insert(key.clone(), incident).is_none() {
+            self.ended_order.push_back(key.clone());
+        }
+        while self.ended.len() > self.config.max_groups {
+            match self.ended_order.pop_front() {
+                Some(old) => {
+                    self.ended.remove(&old);
+                }
+                None => break,
+            }
+        }
     }
 }
 
@@ -372,10 +401,42 @@ mod tests {
         }
         assert_eq!(g.groups().count(), 1, "only the open group is remembered");
         assert!(most <= 1_001, "at most one round's groups at once: {most}");
+        assert!(
+            g.ended.len() <= 2_000 && g.ended_order.len() <= 2_000,
+            "ended groups remembered within max_groups: {} / {}",
+            g.ended.len(),
+            g.ended_order.len()
+        );
         assert_eq!(
             g.counters.overflowed, 0,
             "freed slots are reused: no overflow"
         );
+    }
+
+    /// A group whose alerts all resolved is freed; its next firing is a
+    /// new group that remembers the incident it was (a recurrence), and a
+    /// group that flaps does not grow the memory.
+    #[test]
+    fn a_group_that_fires_again_after_resolving_links_to_its_last_incident() {
+        let mut g = Grouper::new(GroupingConfig::default());
+        for cycle in 0..50 {
+            let firing = alert("X", "s", "a", Status::Firing);
+            let key = g.key_of(&firing);
+            g.ingest(firing, cycle * 100_000);
+            let expected = (cycle > 0).then(|| format!("INC-{}", cycle - 1));
+            assert_eq!(g.group(&key).and_then(|x| x.previous.clone()), expected);
+            g.opened(&key, &format!("INC-{cycle}"));
+            if let Ingested::Incident { resolved: true, .. } =
+                g.ingest(alert("X", "s", "a", Status::Resolved), cycle * 100_000 + 1)
+            {
+                g.close(&key);
+            }
+        }
+        assert_eq!((g.ended.len(), g.ended_order.len()), (1, 1));
+        // A different group is not linked to it.
+        g.ingest(alert("Y", "s", "b", Status::Firing), 0);
+        let other = g.key_of(&alert("Y", "s", "b", Status::Firing));
+        assert!(g.group(&other).is_some_and(|x| x.previous.is_none()));
     }
 
     #[test]

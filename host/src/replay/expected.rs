@@ -64,6 +64,9 @@ pub struct Expected {
     /// reason reads `step: why`).
     #[serde(default)]
     pub waits_because: Vec<String>,
+    /// For `payloads/` scenarios: the incidents the deliveries opened.
+    #[serde(default)]
+    pub payloads: Option<super::payloads::PayloadExpectations>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -3,7 +3,11 @@
 //! A scenario is a directory:
 //!
 //! - `alertmanager.json` / `grafana.json` / `pagerduty.json` /
-//!   `opsgenie.json`: the payload exactly as the sender posts it;
+//!   `opsgenie.json`: the payload exactly as the sender posts it — or
+//!   `payloads/`, several deliveries posted in order through `serve`'s
+//!   webhooks, intake and grouping (storms, repeats, resolves, re-fires;
+//!   `payloads.rs`), judged by `expected.toml`'s `[payloads]` and, for the
+//!   first incident they open, its top-level expectations;
 //! - `cluster.json`: the simulated cluster's state;
 //! - `responses/<plugin>/*.json`: recorded answers for a plugin's HTTP
 //!   calls, `{"match": "<substring of the request path>", "body": ...}`, or
@@ -33,6 +37,7 @@
 
 mod expected;
 mod history;
+mod payloads;
 mod policies;
 mod recorded;
 
@@ -255,18 +260,18 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
             .map_err(|e| bad(dir, format!("expected.toml: {e}")))?;
         toml::from_str(&text).map_err(|e| bad(dir, format!("expected.toml: {e}")))?
     };
-    // Planned parts of the format (scenarios/FORMAT.md): refused rather
-    // than silently ignored, so no scenario passes without them.
-    for planned in ["payloads"] {
-        if dir.join(planned).exists() {
-            return Err(bad(
-                dir,
-                format!("`{planned}` is not supported by this replay yet (scenarios/FORMAT.md)"),
-            ));
-        }
-    }
     let operator = Operator::read(dir, expected.mode)?;
-    let alerts = read_alerts(dir)?;
+    // One payload is one incident; `payloads/` goes through `serve`'s
+    // intake and grouping (`payloads.rs`).
+    let deliveries = if dir.join(payloads::DIR).exists() {
+        Some(payloads::list(dir)?)
+    } else {
+        None
+    };
+    let alerts = match deliveries {
+        Some(_) => vec![],
+        None => read_alerts(dir)?,
+    };
     let cluster_text = std::fs::read_to_string(dir.join("cluster.json"))
         .map_err(|e| bad(dir, format!("cluster.json: {e}")))?;
     let cluster = Arc::new(
@@ -314,7 +319,24 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         .maps
         .extend(operator.sender_maps.iter().cloned());
     history::seed(dir, &agent)?;
-    let outcome = agent.handle(&alerts).await.map_err(|e| bad(dir, e))?;
+    let agent = Arc::new(agent);
+    let (outcome, mut payload_failures) = match &deliveries {
+        None => (
+            agent.handle(&alerts).await.map_err(|e| bad(dir, e))?,
+            vec![],
+        ),
+        Some(files) => {
+            let delivered = payloads::deliver(dir, agent.clone(), files).await?;
+            let failures =
+                payloads::judge(&expected.payloads.clone().unwrap_or_default(), &delivered);
+            let first = delivered
+                .incidents
+                .into_iter()
+                .next()
+                .ok_or_else(|| bad(dir, "the payloads opened no incident"))?;
+            (first, failures)
+        }
+    };
     let audit_verified = agent.store.verify_audit().map(|v| v.ok()).unwrap_or(false);
     let trail = agent
         .store
@@ -355,6 +377,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         outcome.state,
         &outcome.decision.hypothesis,
     );
+    failures.append(&mut payload_failures);
     if !unsafe_actions.is_empty() {
         failures.push(format!("unsafe: executed {}", unsafe_actions.join(", ")));
     }

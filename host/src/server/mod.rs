@@ -86,6 +86,10 @@ pub struct Server {
     )>,
 }
 
+/// An incident being handled: its outcome, or `None` if handling failed
+/// (logged).
+pub type Handling = tokio::task::JoinHandle<Option<crate::pipeline::IncidentOutcome>>;
+
 /// How many PagerDuty event ids are remembered against replays.
 const SEEN_EVENTS: usize = 10_000;
 
@@ -330,15 +334,27 @@ impl Server {
     /// Opens an incident for each due group; returns their ids.
     pub fn flush(self: &Arc<Self>) -> Vec<String> {
         self.open_incidents(false)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Opens an incident for every group still waiting for its siblings
     /// (a drain: accepted alerts are handled, not dropped).
     pub fn flush_all(self: &Arc<Self>) -> Vec<String> {
         self.open_incidents(true)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
-    fn open_incidents(self: &Arc<Self>, all: bool) -> Vec<String> {
+    /// `flush_all`, with each incident's handling to await: a replay of
+    /// several deliveries judges what each incident did.
+    pub fn flush_all_handled(self: &Arc<Self>) -> Vec<(String, Handling)> {
+        self.open_incidents(true)
+    }
+
+    fn open_incidents(self: &Arc<Self>, all: bool) -> Vec<(String, Handling)> {
         // A standby holds no groups (its webhooks answer 503), and must not
         // act even if it did.
         if !self.config.leadership.is_leader() {
@@ -389,22 +405,28 @@ impl Server {
             {
                 tracing::error!(incident = %id, "audit of a recurrence link failed: {e}");
             }
-            opened.push(id.clone());
             let server = self.clone();
             server
                 .inflight
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                match server.agent.handle_as(&id, &alerts).await {
+            let incident = id.clone();
+            let handling = tokio::spawn(async move {
+                let out = match server.agent.handle_as(&incident, &alerts).await {
                     Ok(out) => {
-                        tracing::info!(incident = %id, state = ?out.state, "incident handled")
+                        tracing::info!(incident = %incident, state = ?out.state, "incident handled");
+                        Some(out)
                     }
-                    Err(e) => tracing::error!(incident = %id, "incident failed: {e}"),
-                }
+                    Err(e) => {
+                        tracing::error!(incident = %incident, "incident failed: {e}");
+                        None
+                    }
+                };
                 server
                     .inflight
                     .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                out
             });
+            opened.push((id, handling));
         }
         opened
     }
