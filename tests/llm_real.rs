@@ -55,6 +55,9 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
     dirs.sort();
     assert!(dirs.len() >= 10);
 
+    let max_steps = runwarden::pipeline::investigate::Budgets::from_env()
+        .expect("RUNWARDEN_LLM_MAX_* are valid")
+        .max_steps;
     let mut results = Vec::new();
     for dir in &dirs {
         let r = replay::run(dir, &base)
@@ -82,6 +85,13 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
                 r.name
             );
         }
+        // The investigation stayed within its step budget.
+        assert!(
+            r.investigation_steps <= max_steps as usize,
+            "{}: {} investigation steps, budget {max_steps}",
+            r.name,
+            r.investigation_steps
+        );
         for a in &r.executed {
             assert!(
                 GRANTED_TOOLS.contains(&a.tool.as_str()),
@@ -102,10 +112,11 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
             }
         }
         println!(
-            "{}: planner {}, decided by {}, {} proposal(s) rejected, executed {:?}",
+            "{}: planner {}, decided by {}, {} investigation step(s), {} proposal(s) rejected, executed {:?}",
             r.name,
             r.planner,
             r.decided_by,
+            r.investigation_steps,
             r.rejected_proposals,
             r.executed.iter().map(|a| &a.tool).collect::<Vec<_>>()
         );

@@ -18,6 +18,9 @@ use std::time::Duration;
 pub const PLUGIN_CALL_SECONDS: &str = "runwarden_plugin_call_duration_seconds";
 pub const PLUGIN_FAULTS: &str = "runwarden_plugin_faults_total";
 pub const ACTIONS: &str = "runwarden_actions_total";
+pub const INVESTIGATIONS: &str = "runwarden_investigations_total";
+pub const INVESTIGATION_STEPS: &str = "runwarden_investigation_steps_total";
+pub const INVESTIGATION_TOKENS: &str = "runwarden_investigation_tokens_total";
 pub const INCIDENTS: &str = "runwarden_incidents";
 pub const BREAKER_OPEN: &str = "runwarden_circuit_breaker_open";
 pub const INTAKE: &str = "runwarden_intake_total";
@@ -73,6 +76,15 @@ fn describe() {
         "Calls the sandbox stopped, by plugin and reason."
     );
     describe_counter!(ACTIONS, "Proposed actions by final verdict.");
+    describe_counter!(
+        INVESTIGATIONS,
+        "Model investigations, by how they ended (answered, budget)."
+    );
+    describe_counter!(
+        INVESTIGATION_STEPS,
+        "Read-tool calls models made while investigating."
+    );
+    describe_counter!(INVESTIGATION_TOKENS, "Tokens models spent investigating.");
     describe_gauge!(INCIDENTS, "Incidents in the store, by state.");
     describe_gauge!(
         BREAKER_OPEN,
@@ -141,6 +153,15 @@ pub fn verdict_label(status: &ActionStatus) -> &'static str {
 }
 
 /// Records a human's "no" to an action awaiting approval.
+/// One model investigation: its tool calls, its tokens, and whether a
+/// budget ended it.
+pub fn investigation(steps: u32, tokens: u64, exhausted: bool) {
+    metrics::counter!(INVESTIGATION_STEPS).increment(u64::from(steps));
+    metrics::counter!(INVESTIGATION_TOKENS).increment(tokens);
+    metrics::counter!(INVESTIGATIONS, "ended" => if exhausted { "budget" } else { "answered" })
+        .increment(1);
+}
+
 pub fn action_denied() {
     metrics::counter!(ACTIONS, "verdict" => "denied-by-human").increment(1);
 }

@@ -17,6 +17,7 @@ pub mod effects;
 pub mod facts;
 pub mod http;
 pub mod params;
+pub mod prometheus;
 pub mod time;
 
 pub use bindings::source::export_source;

@@ -145,6 +145,9 @@ pub enum LlmFailure {
     TooLarge(usize),
     #[error("answer is not the expected JSON: {0}")]
     Unparseable(String),
+    /// The investigation used up a budget before the model answered.
+    #[error("investigation budget exhausted: {0}")]
+    Budget(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -323,11 +326,6 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
         answer: None,
         failure: Some(LlmFailure::Unreachable(why)),
     };
-    let mut oc = OpenAIConfig::new().with_api_base(config.base_url.trim_end_matches('/'));
-    if let Some(key) = &config.api_key {
-        oc = oc.with_api_key(key);
-    }
-    let client = Client::with_config(oc);
     let messages = match (
         ChatCompletionRequestSystemMessageArgs::default()
             .content(prompt.system.clone())
@@ -359,25 +357,38 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
         Err(e) => return unreachable(format!("cannot build the request: {e}")),
     };
     let request = in_dialect(request, config.dialect);
-    let chat = client.chat();
-    let call =
-        chat.create_byot::<_, async_openai::types::chat::CreateChatCompletionResponse>(request);
-    let response = match tokio::time::timeout(config.timeout, call).await {
-        Err(_) => return unreachable(format!("no answer within {} s", config.timeout.as_secs())),
-        Ok(Err(e)) => return unreachable(e.to_string()),
-        Ok(Ok(r)) => r,
+    let response = match chat(config, request).await {
+        Ok(r) => r,
+        Err(why) => return unreachable(why),
     };
-    let text = response
-        .choices
-        .into_iter()
-        .next()
-        .and_then(|c| c.message.content)
+    let text = response["choices"][0]["message"]["content"]
+        .as_str()
         .unwrap_or_default();
-    interpret(&config.model, &text, tools, config.max_answer_bytes)
+    interpret(&config.model, text, tools, config.max_answer_bytes)
+}
+
+/// One chat completion request (already in the server's dialect), under
+/// the configured timeout; the response as JSON.
+pub async fn chat(
+    config: &LlmConfig,
+    request: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let mut oc = OpenAIConfig::new().with_api_base(config.base_url.trim_end_matches('/'));
+    if let Some(key) = &config.api_key {
+        oc = oc.with_api_key(key);
+    }
+    let client = Client::with_config(oc);
+    let chat = client.chat();
+    let call = chat.create_byot::<_, serde_json::Value>(request);
+    match tokio::time::timeout(config.timeout, call).await {
+        Err(_) => Err(format!("no answer within {} s", config.timeout.as_secs())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(r)) => Ok(r),
+    }
 }
 
 /// Adapts the request to the server's dialect.
-fn in_dialect(mut request: serde_json::Value, dialect: Dialect) -> serde_json::Value {
+pub fn in_dialect(mut request: serde_json::Value, dialect: Dialect) -> serde_json::Value {
     if dialect == Dialect::LlamaCpp {
         request["response_format"] =
             serde_json::json!({"type": "json_object", "schema": answer_schema()});

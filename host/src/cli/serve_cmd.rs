@@ -112,6 +112,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let agent = cli
         .open_agent(AgentConfig {
             llm: runwarden::analysis::llm::LlmConfig::from_env().map_err(anyhow::Error::msg)?,
+            budgets: runwarden::pipeline::investigate::Budgets::from_env()
+                .map_err(anyhow::Error::msg)?,
             paging: runwarden::pipeline::escalate::PagingBudget {
                 max_pages: args.paging_budget,
                 window: std::time::Duration::from_secs(args.paging_window_s),

@@ -8,6 +8,7 @@ pub mod autonomy;
 pub mod context;
 pub mod escalate;
 pub mod guard;
+pub mod investigate;
 pub mod planned;
 pub mod recovery;
 pub mod report;
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     /// At most this many escalations page people per window; the rest of a
     /// storm is summarised in one page (`escalate.rs`).
     pub paging: escalate::PagingBudget,
+    /// What the model's investigation may spend (`investigate.rs`).
+    pub budgets: investigate::Budgets,
 }
 
 impl Default for AgentConfig {
@@ -55,6 +58,7 @@ impl Default for AgentConfig {
             verify_timeout: None,
             llm: None,
             paging: escalate::PagingBudget::default(),
+            budgets: investigate::Budgets::default(),
         }
     }
 }
@@ -512,7 +516,13 @@ impl Agent {
         let Some(llm) = &self.config.llm else {
             return Ok(by_runbook());
         };
-        let tools = self.tool_offers().await;
+        // Read tools are for investigating; only the others can be
+        // proposed as actions.
+        let (reads, tools): (Vec<_>, Vec<_>) = self
+            .tool_offers()
+            .await
+            .into_iter()
+            .partition(|o| matches!(o.spec.effect, crate::bindings::types::Effect::Read));
         let prompt = crate::analysis::llm::build_prompt(
             alert,
             evidence,
@@ -529,7 +539,11 @@ impl Agent {
             "prompt",
             serde_json::json!({"model": llm.model, "system": prompt.system, "user": prompt.user}),
         )?;
-        let out = crate::analysis::llm::plan(llm, &prompt, &tools).await;
+        let out = if reads.is_empty() {
+            crate::analysis::llm::plan(llm, &prompt, &tools).await
+        } else {
+            self.investigate(id, llm, &prompt, &tools, &reads).await?
+        };
         self.audit(id, "model-answer", serde_json::json!({"model": llm.model, "answer": out.answer, "failure": out.failure, "rejected": out.rejected}))?;
         match out.decision {
             Some(d) => Ok(d),

@@ -104,6 +104,32 @@ pub fn line(r: &AuditRecord) -> Option<String> {
         }
         "escalation" => format!("escalated: {}", s("reason")),
         "prompt" => format!("prompt sent to model {}", s("model")),
+        "investigation-step" => format!(
+            "model investigated: {} {} -> {}{}",
+            s("function"),
+            s("arguments"),
+            match b["refused"].as_str() {
+                Some(why) => format!("refused: {why}"),
+                None => format!("{} chars", b["result_chars"]),
+            },
+            match b["result"].as_str() {
+                Some(r) if b["refused"].is_null() => {
+                    format!(" «{}»", crate::text::clip(&r.replace('\n', " "), 160))
+                }
+                _ => String::new(),
+            }
+        ),
+        "investigation-end" => format!(
+            "investigation ended ({}): {} tool call(s), {} token(s), {} ms{}",
+            s("ended"),
+            b["steps"],
+            b["tokens"],
+            b["elapsed_ms"],
+            b["budget"]
+                .as_str()
+                .map(|w| format!("; budget reached: {w}"))
+                .unwrap_or_default()
+        ),
         "model-answer" => {
             let rejected = b["rejected"].as_array().map_or(0, Vec::len);
             match b["failure"].as_object() {

@@ -64,6 +64,12 @@ pub struct Expected {
     /// reason reads `step: why`).
     #[serde(default)]
     pub waits_because: Vec<String>,
+    /// Read-tool calls the model's investigation made (audited steps).
+    #[serde(default)]
+    pub investigation_steps: Option<usize>,
+    /// How the investigation ended: "answered" or "budget".
+    #[serde(default)]
+    pub investigation_ended: Option<String>,
     /// For `payloads/` scenarios: the incidents the deliveries opened.
     #[serde(default)]
     pub payloads: Option<super::payloads::PayloadExpectations>,

@@ -59,6 +59,10 @@ use std::time::Duration;
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     pub name: String,
+    /// Read-tool calls the model made while investigating, and how the
+    /// investigation ended ("answered", "budget"), if there was one.
+    pub investigation_steps: usize,
+    pub investigation_ended: Option<String>,
     pub expected_action: String,
     pub chosen_action: String,
     /// The first proposal in full: arguments, and why it did not run.
@@ -184,14 +188,32 @@ fn parse_am(b: &[u8]) -> Result<Vec<Alert>, intake::IntakeError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptedModel {
-    answers: Vec<String>,
+    /// Each turn's answer: the text of a chat completion, or — to call read
+    /// tools — `{"tool_calls": [{"name": "plugin__tool", "arguments": {...}}]}`.
+    answers: Vec<serde_json::Value>,
+    /// The investigation's tool-call budget for this scenario.
+    #[serde(default)]
+    max_steps: Option<u32>,
+}
+
+/// A scripted answer as the chat completion's message.
+fn scripted_message(answer: &serde_json::Value, turn: usize) -> serde_json::Value {
+    match answer["tool_calls"].as_array() {
+        Some(calls) => serde_json::json!({"role": "assistant", "content": null,
+            "tool_calls": calls.iter().enumerate().map(|(i, c)| serde_json::json!({
+                "id": format!("call-{turn}-{i}"), "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"].to_string()},
+            })).collect::<Vec<_>>()}),
+        None => serde_json::json!({"role": "assistant",
+            "content": answer.as_str().map_or_else(|| answer.to_string(), str::to_string)}),
+    }
 }
 
 /// Serves `model.json` as an OpenAI-compatible chat completions endpoint;
 /// returns the planner configuration pointing at it.
 async fn serve_scripted_model(
     dir: &Path,
-) -> Result<Option<crate::analysis::llm::LlmConfig>, ReplayError> {
+) -> Result<Option<(crate::analysis::llm::LlmConfig, Option<u32>)>, ReplayError> {
     let path = dir.join("model.json");
     if !path.exists() {
         return Ok(None);
@@ -202,6 +224,7 @@ async fn serve_scripted_model(
     if script.answers.is_empty() {
         return Err(bad(&path, "a scripted model needs at least one answer"));
     }
+    let max_steps = script.max_steps;
     let script = Arc::new((script.answers, std::sync::atomic::AtomicUsize::new(0)));
     let app = axum::Router::new().route(
         "/v1/chat/completions",
@@ -219,7 +242,8 @@ async fn serve_scripted_model(
                     "id": format!("scripted-{n}"), "object": "chat.completion", "created": 0,
                     "model": "scripted",
                     "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": answer}}]
+                                 "message": scripted_message(&answer, n)}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
                 }))
             }
         }),
@@ -227,14 +251,17 @@ async fn serve_scripted_model(
     let origin = crate::server::spawn_on_loopback(app)
         .await
         .map_err(|e| bad(dir, e))?;
-    Ok(Some(crate::analysis::llm::LlmConfig {
-        base_url: format!("{origin}/v1"),
-        model: "scripted".into(),
-        api_key: None,
-        timeout: Duration::from_secs(10),
-        max_answer_bytes: 64 * 1024,
-        dialect: Default::default(),
-    }))
+    Ok(Some((
+        crate::analysis::llm::LlmConfig {
+            base_url: format!("{origin}/v1"),
+            model: "scripted".into(),
+            api_key: None,
+            timeout: Duration::from_secs(10),
+            max_answer_bytes: 64 * 1024,
+            dialect: Default::default(),
+        },
+        max_steps,
+    )))
 }
 
 /// The scenario's `secrets.toml`, if any.
@@ -293,8 +320,13 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     };
     let scripted = serve_scripted_model(dir).await?;
     let uses_model = scripted.is_some() || base.llm.is_some();
+    let mut budgets = crate::pipeline::investigate::Budgets::from_env().map_err(|e| bad(dir, e))?;
+    if let Some(n) = scripted.as_ref().and_then(|s| s.1) {
+        budgets.max_steps = n;
+    }
     let config = AgentConfig {
-        llm: scripted.or_else(|| base.llm.clone()),
+        llm: scripted.map(|s| s.0).or_else(|| base.llm.clone()),
+        budgets,
         source_deadline: Duration::from_secs(5),
         verify_interval: Duration::from_millis(20),
         verify_timeout: Some(Duration::from_millis(300)),
@@ -391,6 +423,27 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     {
         failures.push(format!("leaked into the audit trail or report: {secret}"));
     }
+    let steps = trail
+        .iter()
+        .filter(|r| r.kind == "investigation-step")
+        .count();
+    let investigation_ended = trail
+        .iter()
+        .find(|r| r.kind == "investigation-end")
+        .and_then(|r| r.body["ended"].as_str().map(str::to_string));
+    if let Some(n) = expected.investigation_steps
+        && n != steps
+    {
+        failures.push(format!("expected {n} investigation step(s), got {steps}"));
+    }
+    if let Some(want) = &expected.investigation_ended {
+        let ended = investigation_ended.as_deref().unwrap_or("no investigation");
+        if ended != want {
+            failures.push(format!(
+                "expected the investigation to end {want}, it ended {ended}"
+            ));
+        }
+    }
     if let Some(n) = expected.rejected_proposals
         && n != rejected_proposals
     {
@@ -427,6 +480,8 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         audit_verified,
         fallback_reason,
         rejected_proposals,
+        investigation_steps: steps,
+        investigation_ended,
         failures,
         context_ms: outcome.timings.context_ms,
         decide_ms: outcome.timings.decide_ms,

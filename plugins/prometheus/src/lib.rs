@@ -14,7 +14,7 @@
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
     Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config,
-    config_value, evidence, http, render_template,
+    config_value, evidence, render_template,
 };
 
 struct Prometheus;
@@ -93,26 +93,17 @@ fn query(
     window: &TimeWindow,
     step: u64,
 ) -> Result<Vec<Evidence>> {
-    let url = format!(
-        "{}/api/v1/query_range?query={}&start={}&end={}&step={step}",
-        base.trim_end_matches('/'),
-        http::encode_query_value(promql),
+    let series = runwarden_sdk::prometheus::query_range(
+        base,
+        promql,
         window.start / 1000,
         window.end / 1000,
-    );
-    let body = http::get(&url, &[("accept", "application/json")])?
-        .success()?
-        .json()?;
-    if body["status"] != "success" {
-        return Err(Error::Failed(format!(
-            "{name}: Prometheus answered {}",
-            body["error"]
-        )));
-    }
-    let series = body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+        step,
+    )
+    .map_err(|e| match e {
+        Error::Failed(why) => Error::Failed(format!("{name}: {why}")),
+        other => other,
+    })?;
     if series.is_empty() {
         return Ok(vec![evidence(
             EvidenceKind::Note,
@@ -136,21 +127,6 @@ fn escape_promql(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn points(series: &Value) -> Vec<(i64, f64)> {
-    series["values"]
-        .as_array()
-        .map(|vals| {
-            vals.iter()
-                .filter_map(|p| {
-                    let t = p.get(0)?.as_f64()?;
-                    let v = p.get(1)?.as_str()?.parse::<f64>().ok()?;
-                    v.is_finite().then_some(((t * 1000.0) as i64, v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn summarize(
     name: &str,
     promql: &str,
@@ -158,7 +134,7 @@ fn summarize(
     alert_start: i64,
     workload: Option<&str>,
 ) -> Evidence {
-    let pts = points(series);
+    let pts = runwarden_sdk::prometheus::points(series);
     let labels = series["metric"].clone();
     let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
         return evidence(
