@@ -468,11 +468,10 @@ impl Postgres {
                 .unwrap();
             assert!(ok.success());
         }
-        let port = common::free_port();
-        let pg = Postgres {
+        let mut pg = Postgres {
             dir,
             bin,
-            port,
+            port: 0,
             as_postgres_user,
         };
         let data = pg.dir.path().join("data");
@@ -488,24 +487,34 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-            pg.dir.path().display()
-        );
         let log = pg.dir.path().join("log");
-        pg.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
+        // A free port can be taken by a parallel test before the server
+        // binds it: start again on another.
+        for attempt in 1..=3 {
+            pg.port = common::free_port();
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+                pg.port,
+                pg.dir.path().display()
+            );
+            let out = pg
+                .command("pg_ctl")
+                .args(["-D", data.to_str().unwrap(), "-o", &opts, "-l"])
+                .arg(&log)
+                .args(["-w", "start"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                attempt < 3,
+                "pg_ctl start failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         pg
     }
 
