@@ -357,7 +357,7 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
         Err(e) => return unreachable(format!("cannot build the request: {e}")),
     };
     let request = in_dialect(request, config.dialect);
-    let response = match chat(config, request).await {
+    let response = match chat(&client(config), config, request).await {
         Ok(r) => r,
         Err(why) => return unreachable(why),
     };
@@ -367,17 +367,23 @@ pub async fn plan(config: &LlmConfig, prompt: &Prompt, tools: &[ToolOffer]) -> L
     interpret(&config.model, text, tools, config.max_answer_bytes)
 }
 
-/// One chat completion request (already in the server's dialect), under
-/// the configured timeout; the response as JSON.
-pub async fn chat(
-    config: &LlmConfig,
-    request: serde_json::Value,
-) -> Result<serde_json::Value, String> {
+/// A client for the configured server; one per decision or investigation
+/// (it holds the connection pool).
+pub fn client(config: &LlmConfig) -> Client<OpenAIConfig> {
     let mut oc = OpenAIConfig::new().with_api_base(config.base_url.trim_end_matches('/'));
     if let Some(key) = &config.api_key {
         oc = oc.with_api_key(key);
     }
-    let client = Client::with_config(oc);
+    Client::with_config(oc)
+}
+
+/// One chat completion request (already in the server's dialect), under
+/// the configured timeout; the response as JSON.
+pub async fn chat(
+    client: &Client<OpenAIConfig>,
+    config: &LlmConfig,
+    request: serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let chat = client.chat();
     let call = chat.create_byot::<_, serde_json::Value>(request);
     match tokio::time::timeout(config.timeout, call).await {

@@ -115,6 +115,7 @@ When you know enough, answer with the JSON object and call no tool.",
             serde_json::json!({"role": "system", "content": system}),
             serde_json::json!({"role": "user", "content": prompt.user}),
         ];
+        let client = llm::client(config);
         let (mut steps, mut tokens) = (0u32, 0u64);
         let exhausted = |steps: u32, tokens: u64| -> Option<String> {
             if steps >= budgets.max_steps {
@@ -142,7 +143,7 @@ When you know enough, answer with the JSON object and call no tool.",
                 request["response_format"] =
                     serde_json::json!({"type": "json_object", "schema": llm::answer_schema()});
             }
-            let response = match llm::chat(config, request).await {
+            let response = match llm::chat(&client, config, request).await {
                 Ok(r) => r,
                 Err(why) => return Ok(failed(LlmFailure::Unreachable(why))),
             };
