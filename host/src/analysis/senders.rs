@@ -66,17 +66,24 @@ impl SenderMaps {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
         let maps: SenderMaps = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        if let Some(i) = maps
+        maps.check().map_err(err)?;
+        Ok(maps)
+    }
+
+    /// Refuses an entry that would match every alert (no sender, service
+    /// or title): it would relabel alerts the operator never meant.
+    pub fn check(&self) -> Result<(), String> {
+        match self
             .maps
             .iter()
             .position(|m| m.sender.is_none() && m.service.is_none() && m.title.is_none())
         {
-            return Err(err(format!(
+            Some(i) => Err(format!(
                 "map entry {} matches every alert: give it a sender, service or title",
                 i + 1
-            )));
+            )),
+            None => Ok(()),
         }
-        Ok(maps)
     }
 
     /// The alert with the first matching entry applied.
@@ -203,5 +210,16 @@ labels = { namespace = "shop", service = "checkout-web", team = "payments" }
         .expect("write");
         let err = SenderMaps::load(dir.path()).expect_err("refused");
         assert!(err.to_string().contains("matches every alert"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_that_would_match_every_alert_is_refused() {
+        let maps: SenderMaps =
+            toml::from_str("[[map]]\nlabels = { namespace = \"shop\" }\n").expect("parses");
+        assert!(maps.check().unwrap_err().contains("matches every alert"));
+        let maps: SenderMaps =
+            toml::from_str("[[map]]\nsender = \"pagerduty\"\nlabels = { namespace = \"shop\" }\n")
+                .expect("parses");
+        assert!(maps.check().is_ok());
     }
 }

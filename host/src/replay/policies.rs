@@ -40,6 +40,11 @@ impl Operator {
             Operator::default()
         };
         op.mode = op.mode.or(mode);
+        crate::analysis::senders::SenderMaps {
+            maps: op.sender_maps.clone(),
+        }
+        .check()
+        .map_err(|e| bad(&path, format!("sender_map: {e}")))?;
         Ok(op)
     }
 
