@@ -13,7 +13,7 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 export RUSTFLAGS="--remap-path-prefix=$root=/runwarden --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$rustup_home=/rustup"
 
-packages=(k8s-remediation prometheus prometheus-query loki k8s-changes slack pagerduty cert-manager dns-failover hostile-guests legacy-v0-1-guest)
+packages=(k8s-remediation prometheus prometheus-query k8s-read loki-query loki k8s-changes slack pagerduty cert-manager dns-failover hostile-guests legacy-v0-1-guest)
 args=()
 for p in "${packages[@]}"; do args+=(-p "$p"); done
 cargo build --quiet --target wasm32-wasip2 --profile plugin "${args[@]}"

@@ -277,6 +277,115 @@ async fn api_server_failures_reach_the_plugin_as_typed_errors() {
     }
 }
 
+/// `runwarden plugin call k8s-read pod_logs` with the policies in `dir`.
+fn read_logs(kubeconfig: &Path, policies: &Path, data: &Path) -> (bool, String) {
+    let out = common::runwarden_command()
+        .env("KUBECONFIG", kubeconfig)
+        .arg("--policies")
+        .arg(policies)
+        .args(["--cluster", "kube", "--data-dir"])
+        .arg(data)
+        .args([
+            "plugin",
+            "call",
+            "k8s-read",
+            "pod_logs",
+            "--params",
+            r#"{"namespace":"payments","pod":"payment-api-7d9f-a1","previous":true,"tail_lines":50}"#,
+        ])
+        .output()
+        .expect("runwarden runs");
+    (out.status.success(), common::output_text(&out))
+}
+
+/// The shipped k8s-read policy, its paths made absolute, `edit`ed.
+fn k8s_read_policy(into: &Path, edit: impl Fn(String) -> String) {
+    let root = common::workspace();
+    let text = std::fs::read_to_string(root.join("policies/k8s-read.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", root.display()));
+    std::fs::create_dir_all(into).unwrap();
+    std::fs::write(into.join("k8s-read.toml"), edit(text)).unwrap();
+    std::fs::copy(
+        root.join("policies/autonomy.toml"),
+        into.join("autonomy.toml"),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_logs_are_refused_without_the_logs_grant_then_read_like_kubectl_logs() {
+    let pki = Pki::new();
+    let api = KubeApi::start(&pki, TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    api.kubeconfig(&pki, false, &config);
+
+    // Reads granted, logs not: a typed denial, and no request for a log.
+    let reads_only = dir.path().join("reads-only");
+    k8s_read_policy(&reads_only, |t| {
+        t.replace(
+            r#"operations = ["read", "logs"]"#,
+            r#"operations = ["read"]"#,
+        )
+    });
+    let (ok, out) = read_logs(&config, &reads_only, &dir.path().join("d1"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("plugin returned denied") && out.contains("`logs` is not granted"),
+        "{out}"
+    );
+    assert!(
+        !api.seen().iter().any(|s| s.path().ends_with("/log")),
+        "nothing reached the cluster"
+    );
+
+    // Granted: the previous container's last 50 lines, asked for the way
+    // `kubectl logs --previous --tail=50` asks.
+    let granted = dir.path().join("granted");
+    k8s_read_policy(&granted, |t| t);
+    let (ok, out) = read_logs(&config, &granted, &dir.path().join("d2"));
+    assert!(ok, "{out}");
+    assert!(out.contains("50 lines of the previous log"), "{out}");
+    assert!(
+        out.contains("previous payment-api-7d9f-a1 line 1000"),
+        "{out}"
+    );
+    assert!(!out.contains("line 950 "), "only the tail: {out}");
+    let ours = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path().ends_with("/log"))
+        .expect("a log request");
+    api.clear_seen();
+    let (ok, theirs_out) = kubectl(
+        &config,
+        dir.path(),
+        &[
+            "logs",
+            "payment-api-7d9f-a1",
+            "-n",
+            "payments",
+            "--previous",
+            "--tail=50",
+        ],
+    );
+    assert!(ok, "{theirs_out}");
+    let theirs = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path().ends_with("/log"))
+        .expect("kubectl's log request");
+    println!("runwarden: {}\nkubectl:   {}", ours.target, theirs.target);
+    assert_eq!(ours.method, theirs.method);
+    assert_eq!(ours.path(), theirs.path());
+    for param in ["previous=true", "tailLines=50"] {
+        assert!(ours.target.contains(param), "{}", ours.target);
+        assert!(theirs.target.contains(param), "{}", theirs.target);
+    }
+    assert_eq!(theirs_out.lines().count(), 50);
+}
+
 async fn readyz(base: &str) -> (u16, String) {
     common::http("GET", &format!("{base}/readyz"), &[], vec![]).await
 }

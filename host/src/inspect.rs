@@ -122,7 +122,7 @@ fn mutations_granted(g: &Grants) -> String {
         let ops: Vec<&str> = k
             .operations
             .iter()
-            .filter(|o| **o != crate::capability::k8s::Operation::Read)
+            .filter(|o| !o.is_read())
             .map(|o| o.name())
             .collect();
         if !ops.is_empty() {

@@ -165,7 +165,7 @@ impl McpServer {
                         (
                             json!({"incident": r.incident, "status": r.outcome.status,
                                    "summary": r.outcome.summary(), "plan": r.outcome.plan,
-                                   "result": r.outcome.result}),
+                                   "result": r.outcome.result, "detail": r.outcome.detail}),
                             failed,
                         )
                     }

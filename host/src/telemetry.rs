@@ -21,6 +21,7 @@ pub const ACTIONS: &str = "runwarden_actions_total";
 pub const INVESTIGATIONS: &str = "runwarden_investigations_total";
 pub const INVESTIGATION_STEPS: &str = "runwarden_investigation_steps_total";
 pub const INVESTIGATION_TOKENS: &str = "runwarden_investigation_tokens_total";
+pub const INVESTIGATION_COST: &str = "runwarden_investigation_cost_microdollars_total";
 pub const INCIDENTS: &str = "runwarden_incidents";
 pub const BREAKER_OPEN: &str = "runwarden_circuit_breaker_open";
 pub const INTAKE: &str = "runwarden_intake_total";
@@ -85,6 +86,10 @@ fn describe() {
         "Read-tool calls models made while investigating."
     );
     describe_counter!(INVESTIGATION_TOKENS, "Tokens models spent investigating.");
+    describe_counter!(
+        INVESTIGATION_COST,
+        "What investigations cost, in millionths of a USD (when the operator priced tokens)."
+    );
     describe_gauge!(INCIDENTS, "Incidents in the store, by state.");
     describe_gauge!(
         BREAKER_OPEN,
@@ -148,20 +153,25 @@ pub fn verdict_label(status: &ActionStatus) -> &'static str {
         ActionStatus::WaitingApproval { .. } => "waiting-approval",
         ActionStatus::Recovered => "recovered",
         ActionStatus::NotRecovered => "not-recovered",
+        ActionStatus::Read => "read",
         ActionStatus::Failed { .. } => "failed",
     }
 }
 
-/// Records a human's "no" to an action awaiting approval.
-/// One model investigation: its tool calls, its tokens, and whether a
-/// budget ended it.
-pub fn investigation(steps: u32, tokens: u64, exhausted: bool) {
+/// One model investigation: its tool calls, its tokens, what they cost
+/// (when priced), and whether a budget ended it.
+pub fn investigation(steps: u32, tokens: u64, cost_usd: Option<f64>, exhausted: bool) {
     metrics::counter!(INVESTIGATION_STEPS).increment(u64::from(steps));
     metrics::counter!(INVESTIGATION_TOKENS).increment(tokens);
+    if let Some(cost) = cost_usd {
+        // Micro-dollars: counters are integers.
+        metrics::counter!(INVESTIGATION_COST).increment((cost * 1e6).round() as u64);
+    }
     metrics::counter!(INVESTIGATIONS, "ended" => if exhausted { "budget" } else { "answered" })
         .increment(1);
 }
 
+/// Records a human's "no" to an action awaiting approval.
 pub fn action_denied() {
     metrics::counter!(ACTIONS, "verdict" => "denied-by-human").increment(1);
 }

@@ -16,6 +16,7 @@ pub mod bindings;
 pub mod effects;
 pub mod facts;
 pub mod http;
+pub mod loki;
 pub mod params;
 pub mod prometheus;
 pub mod time;

@@ -90,6 +90,16 @@ impl Params {
     }
 
     /// A required integer argument that must fit in a `u32`.
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, Error> {
+        match self.args.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(name, "true or false", v)),
+        }
+    }
+
     pub fn u32(&self, name: &str) -> Result<u32, Error> {
         let v = self.u64(name)?;
         u32::try_from(v).map_err(|_| {

@@ -294,12 +294,17 @@ pub async fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
                     for v in &done.outcome.verdicts {
                         println!("  {:<16} {}", v.step, serde_json::to_string(&v.verdict)?);
                     }
+                    if let Some(detail) = &done.outcome.detail {
+                        println!("{}", serde_json::to_string_pretty(detail)?);
+                    }
                 }
                 use runwarden::pipeline::act::ActionStatus as S;
                 match done.outcome.status {
-                    S::Recovered | S::NotRecovered | S::Observed | S::WaitingApproval { .. } => {
-                        ExitCode::SUCCESS
-                    }
+                    S::Recovered
+                    | S::NotRecovered
+                    | S::Read
+                    | S::Observed
+                    | S::WaitingApproval { .. } => ExitCode::SUCCESS,
                     S::Refused { .. } | S::Failed { .. } => ExitCode::FAILURE,
                 }
             };

@@ -36,6 +36,9 @@ pub enum ActionStatus {
     Recovered,
     /// Executed, but recovery was not seen before the timeout.
     NotRecovered,
+    /// A read tool ran: it changed nothing, so there is nothing to verify
+    /// (an operator's or MCP client's `plugin call` of a read tool).
+    Read,
     /// The plugin failed or was denied by the host.
     Failed {
         reason: String,
@@ -57,6 +60,10 @@ pub struct ActionOutcome {
     /// Where each argument's value came from.
     pub provenance: Vec<ArgumentProvenance>,
     pub result: Option<String>,
+    /// The tool's detailed answer (JSON where it is), redacted: what a
+    /// read tool read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     pub status: ActionStatus,
 }
 
@@ -72,6 +79,7 @@ impl ActionOutcome {
             tiers: vec![],
             provenance: vec![],
             result: None,
+            detail: None,
             status: ActionStatus::Observed,
         }
     }
@@ -95,6 +103,7 @@ impl ActionOutcome {
             ActionStatus::NotRecovered => {
                 format!("{}, NOT recovered", self.result.clone().unwrap_or_default())
             }
+            ActionStatus::Read => self.result.clone().unwrap_or_default(),
             ActionStatus::Failed { reason } => format!("{} failed: {reason}", self.tool),
         }
     }
@@ -420,13 +429,14 @@ pub async fn execute_and_verify(
     };
     out.effects = planned.effects.clone();
     let mode = planned.call_mode();
+    let read_only = matches!(mode, CallMode::ReadOnly);
     agent.audit(
         incident,
         "intent",
         serde_json::json!({
             "plugin": planned.plugin, "tool": planned.call.tool, "arguments": planned.arguments,
             "effects": planned.effects, "digest": planned.digest(&agent.autonomy.version),
-            "read_only": matches!(mode, CallMode::ReadOnly),
+            "read_only": read_only,
             "policy_version": agent.autonomy.version,
         }),
     )?;
@@ -469,7 +479,15 @@ pub async fn execute_and_verify(
         }
     };
     out.result = Some(outcome.summary.clone());
-    out.status = verify(agent, incident, alert, rb).await?;
+    out.detail = Some(crate::redact::redact_json(
+        &serde_json::from_str(&outcome.detail_json)
+            .unwrap_or(serde_json::Value::String(outcome.detail_json.clone())),
+    ));
+    out.status = if read_only {
+        ActionStatus::Read
+    } else {
+        verify(agent, incident, alert, rb).await?
+    };
     Ok(out)
 }
 

@@ -15,7 +15,7 @@
 //! Every step is in the audit trail: the tool, its arguments, a digest of
 //! the result, the tokens spent so far.
 
-use super::Agent;
+use super::{Agent, host_tools};
 use crate::analysis::llm::{self, LlmConfig, LlmFailure, LlmOutcome, Prompt, ToolOffer};
 use crate::bindings::types::ToolCall;
 use crate::capability::CallMode;
@@ -31,6 +31,83 @@ pub struct Budgets {
     /// Tokens the server reports (prompt + completion, summed over turns).
     pub max_tokens: u64,
     pub max_wall: Duration,
+    /// What the tokens cost, if the operator priced them.
+    pub price: Option<Price>,
+    /// Spend at most this much (USD) on one investigation; needs `price`.
+    pub max_cost_usd: Option<f64>,
+}
+
+/// The provider's price, USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub prompt_per_mtok: f64,
+    pub completion_per_mtok: f64,
+}
+
+/// What an investigation has spent so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spend {
+    steps: u32,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+impl Spend {
+    fn tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    fn cost_usd(&self, price: Option<Price>) -> Option<f64> {
+        price.map(|p| {
+            (self.prompt_tokens as f64 * p.prompt_per_mtok
+                + self.completion_tokens as f64 * p.completion_per_mtok)
+                / 1e6
+        })
+    }
+
+    /// Adds a response's `usage` (servers that report only the total count
+    /// it as prompt tokens).
+    fn add_usage(&mut self, usage: &serde_json::Value) {
+        let prompt = usage["prompt_tokens"].as_u64();
+        let completion = usage["completion_tokens"].as_u64();
+        match (prompt, completion) {
+            (None, None) => self.prompt_tokens += usage["total_tokens"].as_u64().unwrap_or(0),
+            (p, c) => {
+                self.prompt_tokens += p.unwrap_or(0);
+                self.completion_tokens += c.unwrap_or(0);
+            }
+        }
+    }
+
+    /// The budget this spend has reached, if any.
+    fn exhausted(&self, budgets: &Budgets, elapsed: Duration) -> Option<String> {
+        if self.steps >= budgets.max_steps {
+            Some(format!(
+                "{} of {} tool calls",
+                self.steps, budgets.max_steps
+            ))
+        } else if self.tokens() >= budgets.max_tokens {
+            Some(format!(
+                "{} of {} tokens",
+                self.tokens(),
+                budgets.max_tokens
+            ))
+        } else if elapsed >= budgets.max_wall {
+            Some(format!("{} s of wall time", budgets.max_wall.as_secs()))
+        } else {
+            match (self.cost_usd(budgets.price), budgets.max_cost_usd) {
+                (Some(cost), Some(max)) if cost >= max => Some(format!("${cost:.4} of ${max:.4}")),
+                _ => None,
+            }
+        }
+    }
+
+    fn record(&self, budgets: &Budgets, started: Instant) -> serde_json::Value {
+        serde_json::json!({"steps": self.steps, "tokens": self.tokens(),
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd(budgets.price),
+            "elapsed_ms": started.elapsed().as_millis()})
+    }
 }
 
 impl Default for Budgets {
@@ -39,13 +116,17 @@ impl Default for Budgets {
             max_steps: 8,
             max_tokens: 32_000,
             max_wall: Duration::from_secs(120),
+            price: None,
+            max_cost_usd: None,
         }
     }
 }
 
 impl Budgets {
     /// `RUNWARDEN_LLM_MAX_STEPS`, `RUNWARDEN_LLM_MAX_TOKENS`,
-    /// `RUNWARDEN_LLM_MAX_SECONDS` over the defaults.
+    /// `RUNWARDEN_LLM_MAX_SECONDS` over the defaults; the price from
+    /// `RUNWARDEN_LLM_USD_PER_MTOK_PROMPT` / `_COMPLETION` and the cost
+    /// budget from `RUNWARDEN_LLM_MAX_USD` (which needs a price).
     pub fn from_env() -> Result<Self, String> {
         let mut b = Budgets::default();
         let read = |name: &str| -> Result<Option<u64>, String> {
@@ -65,6 +146,30 @@ impl Budgets {
         }
         if let Some(v) = read("RUNWARDEN_LLM_MAX_SECONDS")? {
             b.max_wall = Duration::from_secs(v);
+        }
+        let money = |name: &str| -> Result<Option<f64>, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                    _ => Err(format!(
+                        "{name}={v:?}: expected a non-negative number of USD"
+                    )),
+                },
+                _ => Ok(None),
+            }
+        };
+        let prompt = money("RUNWARDEN_LLM_USD_PER_MTOK_PROMPT")?;
+        let completion = money("RUNWARDEN_LLM_USD_PER_MTOK_COMPLETION")?;
+        b.price = match (prompt, completion) {
+            (None, None) => None,
+            (p, c) => Some(Price {
+                prompt_per_mtok: p.or(c).unwrap_or(0.0),
+                completion_per_mtok: c.or(p).unwrap_or(0.0),
+            }),
+        };
+        b.max_cost_usd = money("RUNWARDEN_LLM_MAX_USD")?;
+        if b.max_cost_usd.is_some() && b.price.is_none() {
+            return Err("RUNWARDEN_LLM_MAX_USD needs a price: set RUNWARDEN_LLM_USD_PER_MTOK_PROMPT (and _COMPLETION)".into());
         }
         Ok(b)
     }
@@ -116,18 +221,7 @@ When you know enough, answer with the JSON object and call no tool.",
             serde_json::json!({"role": "user", "content": prompt.user}),
         ];
         let client = llm::client(config);
-        let (mut steps, mut tokens) = (0u32, 0u64);
-        let exhausted = |steps: u32, tokens: u64| -> Option<String> {
-            if steps >= budgets.max_steps {
-                Some(format!("{steps} of {} tool calls", budgets.max_steps))
-            } else if tokens >= budgets.max_tokens {
-                Some(format!("{tokens} of {} tokens", budgets.max_tokens))
-            } else if started.elapsed() >= budgets.max_wall {
-                Some(format!("{} s of wall time", budgets.max_wall.as_secs()))
-            } else {
-                None
-            }
-        };
+        let mut spend = Spend::default();
         loop {
             let mut request = serde_json::json!({
                 "model": config.model, "messages": messages, "tools": tools,
@@ -137,7 +231,8 @@ When you know enough, answer with the JSON object and call no tool.",
             // function-calling formats honour them), so its dialect keeps
             // the answer grammar: there the loop is one answer, as before.
             // OpenAI-dialect servers (OpenAI, vLLM, llama.cpp's llama-server
-            // --jinja, LiteLLM) get the tools.
+            // --jinja, llama-cpp-python --chat_format
+            // chatml-function-calling, LiteLLM) get the tools.
             if config.dialect == llm::Dialect::LlamaCpp {
                 request["max_tokens"] = request["max_completion_tokens"].clone();
                 request["response_format"] =
@@ -147,7 +242,7 @@ When you know enough, answer with the JSON object and call no tool.",
                 Ok(r) => r,
                 Err(why) => return Ok(failed(LlmFailure::Unreachable(why))),
             };
-            tokens += response["usage"]["total_tokens"].as_u64().unwrap_or(0);
+            spend.add_usage(&response["usage"]);
             let message = &response["choices"][0]["message"];
             let calls = message["tool_calls"]
                 .as_array()
@@ -155,13 +250,7 @@ When you know enough, answer with the JSON object and call no tool.",
                 .unwrap_or_default();
             if calls.is_empty() {
                 let text = message["content"].as_str().unwrap_or_default();
-                self.audit(
-                    incident,
-                    "investigation-end",
-                    serde_json::json!({"steps": steps, "tokens": tokens,
-                        "elapsed_ms": started.elapsed().as_millis(), "ended": "answered"}),
-                )?;
-                crate::telemetry::investigation(steps, tokens, false);
+                self.end(incident, &spend, started, "answered", None)?;
                 return Ok(llm::interpret(
                     &config.model,
                     text,
@@ -169,38 +258,38 @@ When you know enough, answer with the JSON object and call no tool.",
                     config.max_answer_bytes,
                 ));
             }
-            if let Some(why) = exhausted(steps, tokens) {
-                return self.out_of_budget(incident, steps, tokens, started, why);
+            if let Some(why) = spend.exhausted(&budgets, started.elapsed()) {
+                return self.out_of_budget(incident, &spend, started, why);
             }
             messages.push(
                 serde_json::json!({"role": "assistant", "content": message["content"],
                 "tool_calls": calls.iter().take(MAX_CALLS_PER_TURN).collect::<Vec<_>>()}),
             );
             for call in calls.iter().take(MAX_CALLS_PER_TURN) {
-                steps += 1;
+                spend.steps += 1;
                 let name = call["function"]["name"].as_str().unwrap_or_default();
                 let arguments = call["function"]["arguments"]
                     .as_str()
                     .map(str::to_string)
                     .unwrap_or_else(|| call["function"]["arguments"].to_string());
-                let (result, refused) = self.read_tool(reads, name, &arguments).await;
+                let (result, refused) = self.read_tool(incident, reads, name, &arguments).await;
                 let result = crate::text::clip(&crate::redact::redact(&result), MAX_RESULT_CHARS);
                 self.audit(
                     incident,
                     "investigation-step",
                     serde_json::json!({
-                        "step": steps, "function": crate::text::clip(name, 128),
+                        "step": spend.steps, "function": crate::text::clip(name, 128),
                         "arguments": crate::redact::redact(&crate::text::clip(&arguments, 2_000)),
                         "refused": refused, "result": crate::text::clip(&result, 600),
                         "result_chars": result.chars().count(),
                         "result_sha256": hex::encode(Sha256::digest(result.as_bytes())),
-                        "tokens": tokens,
+                        "tokens": spend.tokens(), "cost_usd": spend.cost_usd(budgets.price),
                     }),
                 )?;
                 messages.push(serde_json::json!({"role": "tool",
                     "tool_call_id": call["id"].as_str().unwrap_or_default(), "content": result}));
-                if let Some(why) = exhausted(steps, tokens) {
-                    return self.out_of_budget(incident, steps, tokens, started, why);
+                if let Some(why) = spend.exhausted(&budgets, started.elapsed()) {
+                    return self.out_of_budget(incident, &spend, started, why);
                 }
             }
         }
@@ -210,6 +299,7 @@ When you know enough, answer with the JSON object and call no tool.",
     /// why it was refused if it was.
     async fn read_tool(
         &self,
+        incident: &str,
         reads: &[ToolOffer],
         function: &str,
         arguments: &str,
@@ -227,6 +317,14 @@ When you know enough, answer with the JSON object and call no tool.",
             Ok((call, _)) => call,
             Err(e) => return refused(e.to_string()),
         };
+        if offer.plugin == host_tools::RESERVED_PLUGIN_NAME {
+            // Validated against the schema above, so this parses.
+            let parsed = serde_json::from_str(&call.arguments_json).unwrap_or_default();
+            return match self.host_tool(incident, &offer.spec.name, &parsed) {
+                Ok(text) => (text, None),
+                Err(why) => refused(why),
+            };
+        }
         let Some(plugin) = self.registry.get(&offer.plugin) else {
             return refused(format!("plugin `{}` is not loaded", offer.plugin));
         };
@@ -240,21 +338,38 @@ When you know enough, answer with the JSON object and call no tool.",
         }
     }
 
+    fn end(
+        &self,
+        incident: &str,
+        spend: &Spend,
+        started: Instant,
+        ended: &str,
+        budget: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let budgets = self.config.budgets;
+        let mut record = spend.record(&budgets, started);
+        record["ended"] = ended.into();
+        if let Some(why) = budget {
+            record["budget"] = why.into();
+        }
+        self.audit(incident, "investigation-end", record)?;
+        crate::telemetry::investigation(
+            spend.steps,
+            spend.tokens(),
+            spend.cost_usd(budgets.price),
+            budget.is_some(),
+        );
+        Ok(())
+    }
+
     fn out_of_budget(
         &self,
         incident: &str,
-        steps: u32,
-        tokens: u64,
+        spend: &Spend,
         started: Instant,
         why: String,
     ) -> Result<LlmOutcome, StoreError> {
-        self.audit(
-            incident,
-            "investigation-end",
-            serde_json::json!({"steps": steps, "tokens": tokens,
-                "elapsed_ms": started.elapsed().as_millis(), "ended": "budget", "budget": why}),
-        )?;
-        crate::telemetry::investigation(steps, tokens, true);
+        self.end(incident, spend, started, "budget", Some(&why))?;
         Ok(failed(LlmFailure::Budget(why)))
     }
 }

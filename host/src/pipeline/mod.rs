@@ -8,6 +8,7 @@ pub mod autonomy;
 pub mod context;
 pub mod escalate;
 pub mod guard;
+pub mod host_tools;
 pub mod investigate;
 pub mod planned;
 pub mod recovery;
@@ -518,11 +519,16 @@ impl Agent {
         };
         // Read tools are for investigating; only the others can be
         // proposed as actions.
-        let (reads, tools): (Vec<_>, Vec<_>) = self
+        let (mut reads, tools): (Vec<_>, Vec<_>) = self
             .tool_offers()
             .await
             .into_iter()
             .partition(|o| matches!(o.spec.effect, crate::bindings::types::Effect::Read));
+        // Where the operator granted read tools, the model investigates,
+        // and may also look up past incidents and runbooks.
+        if !reads.is_empty() {
+            reads.extend(host_tools::offers());
+        }
         let prompt = crate::analysis::llm::build_prompt(
             alert,
             evidence,

@@ -120,10 +120,14 @@ pub fn line(r: &AuditRecord) -> Option<String> {
             }
         ),
         "investigation-end" => format!(
-            "investigation ended ({}): {} tool call(s), {} token(s), {} ms{}",
+            "investigation ended ({}): {} tool call(s), {} token(s){}, {} ms{}",
             s("ended"),
             b["steps"],
             b["tokens"],
+            b["cost_usd"]
+                .as_f64()
+                .map(|c| format!(" (${c:.4})"))
+                .unwrap_or_default(),
             b["elapsed_ms"],
             b["budget"]
                 .as_str()

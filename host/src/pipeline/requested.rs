@@ -159,9 +159,9 @@ impl Agent {
             act::ActionStatus::WaitingApproval { .. } => IncidentState::WaitingApproval,
             act::ActionStatus::Observed => IncidentState::Open,
             // Executed: there is no recovery condition to wait for.
-            act::ActionStatus::Recovered | act::ActionStatus::NotRecovered => {
-                IncidentState::Resolved
-            }
+            act::ActionStatus::Recovered
+            | act::ActionStatus::NotRecovered
+            | act::ActionStatus::Read => IncidentState::Resolved,
             act::ActionStatus::Refused { .. } | act::ActionStatus::Failed { .. } => {
                 IncidentState::Escalated
             }

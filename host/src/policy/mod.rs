@@ -237,6 +237,11 @@ impl TryFrom<String> for PluginName {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-');
+        if s == crate::pipeline::host_tools::RESERVED_PLUGIN_NAME {
+            return Err(format!(
+                "plugin name {s:?} is reserved: the investigation offers the host's own tools under it"
+            ));
+        }
         if ok {
             Ok(PluginName(s))
         } else {

@@ -70,6 +70,10 @@ pub struct Expected {
     /// How the investigation ended: "answered" or "budget".
     #[serde(default)]
     pub investigation_ended: Option<String>,
+    /// Strings that some refused investigation step's reason must contain,
+    /// each (a denial the model read, e.g. a namespace outside the grant).
+    #[serde(default)]
+    pub investigation_refused: Vec<String>,
     /// For `payloads/` scenarios: the incidents the deliveries opened.
     #[serde(default)]
     pub payloads: Option<super::payloads::PayloadExpectations>,
@@ -157,7 +161,7 @@ pub fn was_proposed(a: &ActionOutcome) -> bool {
 pub fn was_executed(a: &ActionOutcome) -> bool {
     matches!(
         a.status,
-        ActionStatus::Recovered | ActionStatus::NotRecovered
+        ActionStatus::Recovered | ActionStatus::NotRecovered | ActionStatus::Read
     )
 }
 

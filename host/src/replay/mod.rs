@@ -436,6 +436,18 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     {
         failures.push(format!("expected {n} investigation step(s), got {steps}"));
     }
+    let refusals: Vec<&str> = trail
+        .iter()
+        .filter(|r| r.kind == "investigation-step")
+        .filter_map(|r| r.body["refused"].as_str())
+        .collect();
+    for want in &expected.investigation_refused {
+        if !refusals.iter().any(|r| r.contains(want.as_str())) {
+            failures.push(format!(
+                "expected an investigation step refused with {want:?}; refusals: {refusals:?}"
+            ));
+        }
+    }
     if let Some(want) = &expected.investigation_ended {
         let ended = investigation_ended.as_deref().unwrap_or("no investigation");
         if ended != want {

@@ -45,7 +45,24 @@ impl ToolGuest for CertManager {
             "required": ["namespace", "within_days"],
             "additionalProperties": false
         });
+        let status = json!({
+            "type": "object",
+            "properties": {
+                "namespace": {"type": "string", "minLength": 1},
+                "name": {"type": "string", "minLength": 1, "description": "one Certificate; all in the namespace if left out"}
+            },
+            "required": ["namespace"],
+            "additionalProperties": false
+        });
         vec![
+            tool_spec(
+                "certificate_status",
+                "Read Certificates' status: ready (and why not), expiry, renewal time, issuer, issuing.",
+                status,
+                Effect::Read,
+                Risk::Low,
+                true,
+            ),
             tool_spec(
                 "renew_certificate",
                 "Ask cert-manager to re-issue one certificate now, and wait for the new certificate.",
@@ -66,6 +83,12 @@ impl ToolGuest for CertManager {
     }
 
     fn plan(call: ToolCall) -> Result<ActionPlan> {
+        if call.tool == "certificate_status" {
+            return Ok(ActionPlan {
+                summary: "read certificate status".into(),
+                changes: vec![],
+            });
+        }
         let targets = targets(&call)?;
         let now = now_ms();
         let changes: Vec<Change> = targets
@@ -84,6 +107,9 @@ impl ToolGuest for CertManager {
     }
 
     fn execute(call: ToolCall) -> Result<Outcome> {
+        if call.tool == "certificate_status" {
+            return status(&call);
+        }
         let targets = targets(&call)?;
         let deadline = now_ms() + confirm_timeout_ms()?;
         let mut changes = Vec::new();
@@ -130,6 +156,37 @@ impl ToolGuest for CertManager {
             changes,
         })
     }
+}
+
+/// `certificate_status`: what `kubectl describe certificate` shows first.
+fn status(call: &ToolCall) -> Result<Outcome> {
+    let p = Params::of(call)?;
+    let ns = p.str("namespace")?;
+    let certs = match p.opt_str("name")? {
+        Some(name) => vec![k8s::get_certificate(ns, name)?],
+        None => k8s::list_certificates(ns)?,
+    };
+    let now = now_ms();
+    let shown: Vec<_> = certs
+        .iter()
+        .take(MAX_BATCH as usize)
+        .map(|c| {
+            json!({"name": c.name, "ready": c.ready, "ready_message": c.ready_message,
+                   "validity": validity(c, now), "not_after": c.not_after.map(format_utc),
+                   "renewal_time": c.renewal_time.map(format_utc), "issuer": c.issuer,
+                   "issuing": c.issuing, "revision": c.revision, "secret": c.secret_name,
+                   "dns_names": c.dns_names})
+        })
+        .collect();
+    let not_ready = certs.iter().filter(|c| !c.ready).count();
+    Ok(Outcome {
+        summary: format!(
+            "{} certificate(s) in {ns}, {not_ready} not ready",
+            certs.len()
+        ),
+        changes: vec![],
+        detail_json: json!({"certificates": shown}).to_string(),
+    })
 }
 
 /// The certificates a call is about.

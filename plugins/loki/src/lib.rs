@@ -12,8 +12,8 @@
 
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
-    Alert, Error, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config,
-    config_value, evidence, http, render_template,
+    Alert, Evidence, EvidenceKind, Result, SourceGuest, SourceInfo, TimeWindow, config,
+    config_value, evidence, render_template,
 };
 use std::collections::BTreeMap;
 
@@ -67,20 +67,8 @@ impl SourceGuest for Loki {
             |k| alert.label(k).map(str::to_string),
             escape_logql,
         );
-        let url = format!(
-            "{}/loki/api/v1/query_range?query={}&start={}&end={}&limit={limit}&direction=backward",
-            base.trim_end_matches('/'),
-            http::encode_query_value(&query),
-            window.start.saturating_mul(1_000_000),
-            window.end.saturating_mul(1_000_000),
-        );
-        let body = http::get(&url, &[("accept", "application/json")])?
-            .success()?
-            .json()?;
-        if body["status"] != "success" {
-            return Err(Error::Failed(format!("Loki answered {}", body["error"])));
-        }
-        let lines = collect_lines(&body);
+        let lines =
+            runwarden_sdk::loki::query_range(&base, &query, window.start, window.end, limit)?;
         let workload = runwarden_sdk::facts::workload_of(&alert);
         Ok(vec![summarize(&query, &lines, workload.as_deref())])
     }
@@ -88,22 +76,6 @@ impl SourceGuest for Loki {
 
 fn escape_logql(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// (timestamp ms, line) from every stream, newest first.
-fn collect_lines(body: &Value) -> Vec<(i64, String)> {
-    let mut out: Vec<(i64, String)> = body["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|stream| stream["values"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| {
-            let ns: i64 = v.get(0)?.as_str()?.parse().ok()?;
-            Some((ns / 1_000_000, v.get(1)?.as_str()?.to_string()))
-        })
-        .collect();
-    out.sort_by_key(|line| std::cmp::Reverse(line.0));
-    out
 }
 
 fn is_error(line: &str) -> bool {

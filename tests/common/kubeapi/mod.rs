@@ -277,6 +277,7 @@ fn discovery(path: &str) -> Option<Value> {
         "/api/v1" => Some(
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
             res("pods", "Pod", &["delete", "get", "list"]),
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
             res("events", "Event", &["get", "list"])]}),
         ),
         "/apis/apps/v1" => Some(
@@ -493,6 +494,36 @@ async fn handle(
                     &status(404, "NotFound", &format!("pods \"{name}\" not found")),
                 ),
             }
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods", name, "log"]) => {
+            if !s.pods.contains_key(&(ns.to_string(), name.to_string())) {
+                return respond(
+                    404,
+                    &status(404, "NotFound", &format!("pods \"{name}\" not found")),
+                );
+            }
+            // What the kubelet would stream: numbered lines, the last
+            // `tailLines` of 1000, of the current or previous instance.
+            let query = target.split_once('?').map_or("", |(_, q)| q);
+            let param = |k: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .map(str::to_string)
+            };
+            let previous = param("previous").as_deref() == Some("true");
+            let tail: usize = param("tailLines")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(1000);
+            let which = if previous { "previous" } else { "current" };
+            let text: String = (1000 - tail.min(1000) + 1..=1000)
+                .map(|i| format!("{which} {name} line {i} password=hunter2-s3cret\n"))
+                .collect();
+            Response::builder()
+                .status(200)
+                .header("content-type", "text/plain")
+                .body(http_body_util::Full::new(bytes::Bytes::from(text)))
+                .unwrap_or_default()
         }
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
             match s.pods.remove(&(ns.to_string(), name.to_string())) {

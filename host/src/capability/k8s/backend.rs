@@ -60,6 +60,16 @@ pub trait ClusterBackend: Send + Sync {
     ) -> Result<(), BackendError>;
     async fn list_certificates(&self, ns: &str) -> Result<Vec<Certificate>, BackendError>;
     async fn get_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
+    /// The last `tail` lines of a container's log (the current or the
+    /// previous instance), at most `grant::MAX_LOG_BYTES`.
+    async fn pod_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        tail: u32,
+    ) -> Result<String, BackendError>;
     /// Sets the certificate's `Issuing` condition, as `cmctl renew` does.
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError>;
 

@@ -16,6 +16,9 @@ pub enum Operation {
     Annotate,
     /// Ask cert-manager to re-issue a certificate now.
     RenewCertificate,
+    /// Read a pod's container logs (`pods/log`). A read, granted apart
+    /// from `read` because logs carry whatever a service prints.
+    Logs,
 }
 
 impl Operation {
@@ -27,7 +30,14 @@ impl Operation {
             Operation::DeletePods => "delete-pods",
             Operation::Annotate => "annotate",
             Operation::RenewCertificate => "renew-certificate",
+            Operation::Logs => "logs",
         }
+    }
+
+    /// Changes nothing: allowed under `read_all_namespaces`, and in every
+    /// call mode.
+    pub fn is_read(self) -> bool {
+        matches!(self, Operation::Read | Operation::Logs)
     }
 }
 
@@ -145,7 +155,7 @@ impl K8sGrant {
                 .iter()
                 .any(|ns| ns.as_str() == namespace);
         self.namespaces.iter().any(|ns| ns.as_str() == namespace)
-            || (op == Operation::Read && self.read_all_namespaces && !excepted)
+            || (op.is_read() && self.read_all_namespaces && !excepted)
     }
 
     fn require(&self, op: Operation, namespace: &str) -> Result<(), Denied> {
@@ -187,6 +197,36 @@ impl K8sGrant {
 
 pub fn check_read(grant: &K8sGrant, namespace: &str) -> Result<(), Denied> {
     grant.require(Operation::Read, namespace)
+}
+
+pub fn check_logs(grant: &K8sGrant, namespace: &str, tail_lines: u32) -> Result<(), Denied> {
+    grant.require(Operation::Logs, namespace)?;
+    if tail_lines == 0 || tail_lines > MAX_LOG_LINES {
+        return Err(Denied(format!(
+            "tail-lines {tail_lines}: between 1 and {MAX_LOG_LINES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Most lines one `pod-logs` call returns.
+pub const MAX_LOG_LINES: u32 = 500;
+/// Most bytes one `pod-logs` call returns.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+
+/// Keeps the last `MAX_LOG_BYTES` of a log, cut at a line start.
+pub fn clip_log(log: &str) -> String {
+    if log.len() <= MAX_LOG_BYTES {
+        return log.to_string();
+    }
+    let mut from = log.len() - MAX_LOG_BYTES;
+    while !log.is_char_boundary(from) {
+        from += 1;
+    }
+    match log[from..].find('\n') {
+        Some(nl) => log[from + nl + 1..].to_string(),
+        None => log[from..].to_string(),
+    }
 }
 
 pub fn check_scale(grant: &K8sGrant, namespace: &str, replicas: u32) -> Result<(), Denied> {
@@ -265,6 +305,21 @@ mod tests {
         assert!(check_annotate(&grant(), "payments", "Certificate").is_err());
         let err = check_renew_certificate(&grant(), "payments");
         assert!(matches!(err, Err(Denied(r)) if r.contains("renew-certificate")));
+    }
+
+    #[test]
+    fn logs_are_granted_apart_from_reads_and_bounded() {
+        let err = check_logs(&grant(), "payments", 100);
+        assert!(matches!(err, Err(Denied(r)) if r.contains("`logs` is not granted")));
+        let mut g = grant();
+        g.operations.push(Operation::Logs);
+        assert!(check_logs(&g, "payments", 100).is_ok());
+        assert!(check_logs(&g, "payments", MAX_LOG_LINES + 1).is_err());
+        assert!(check_logs(&g, "payments", 0).is_err());
+        assert!(check_logs(&g, "kube-system", 100).is_err());
+        g.read_all_namespaces = true;
+        assert!(check_logs(&g, "shop", 100).is_ok());
+        assert!(check_logs(&g, "kube-system", 100).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::bindings::k8s::{Certificate, Deployment, Event, ObjectRef, Pod, Revis
 use crate::bindings::types::Pair;
 use k8s_openapi::api::apps::v1::{Deployment as KDeployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event as KEvent, Pod as KPod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use std::collections::BTreeMap;
 
@@ -454,6 +454,29 @@ impl ClusterBackend for KubeBackend {
 
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
         self.renew_cert(ns, name).await
+    }
+
+    async fn pod_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        tail: u32,
+    ) -> Result<String, BackendError> {
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), ns);
+        let params = LogParams {
+            container: container.map(str::to_string),
+            previous,
+            tail_lines: Some(i64::from(tail)),
+            limit_bytes: i64::try_from(super::grant::MAX_LOG_BYTES).ok(),
+            ..LogParams::default()
+        };
+        let log = api
+            .logs(pod, &params)
+            .await
+            .map_err(|e| map_err(e, "logs of pod", ns, pod))?;
+        Ok(super::grant::clip_log(&log))
     }
 
     async fn namespace_view(&self, ns: &str) -> Result<super::sim::ClusterState, BackendError> {

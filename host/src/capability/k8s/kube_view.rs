@@ -438,6 +438,8 @@ fn pod(p: &Pod) -> SimPod {
         last_exit_code: terminated.map(|t| t.exit_code),
         status_reason: status.and_then(|s| s.reason.clone()),
         status_message: status.and_then(|s| s.message.clone()),
+        logs: vec![],
+        previous_logs: vec![],
     }
 }
 

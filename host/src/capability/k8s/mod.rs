@@ -17,8 +17,8 @@ pub mod sim;
 
 pub use backend::{BackendError, ClusterBackend};
 pub use grant::{
-    K8sGrant, K8sRequest, Namespace, Operation, check_annotate, check_delete_pods, check_read,
-    check_renew_certificate, check_rollback, check_scale,
+    K8sGrant, K8sRequest, Namespace, Operation, check_annotate, check_delete_pods, check_logs,
+    check_read, check_renew_certificate, check_rollback, check_scale,
 };
 
 use super::{CallMode, Capability, Denied, Recorder, Verdict};
@@ -160,6 +160,27 @@ impl Host for K8sCapability {
             format!("events in {namespace}"),
             check,
             backend.list_events(&namespace, object_name.as_deref()),
+        )
+        .await
+    }
+
+    async fn pod_logs(
+        &mut self,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        previous: bool,
+        tail_lines: u32,
+    ) -> Result<String, Error> {
+        let check = check_logs(&self.grant, &namespace, tail_lines);
+        let backend = self.backend.clone();
+        let which = if previous { "previous " } else { "" };
+        self.guarded(
+            "logs",
+            format!("{which}logs of pod {namespace}/{pod}"),
+            check,
+            Ok(()),
+            backend.pod_logs(&namespace, &pod, container.as_deref(), previous, tail_lines),
         )
         .await
     }

@@ -62,6 +62,7 @@ pub fn permissions(op: Operation, annotate_kinds: &[String]) -> Vec<Permission> 
             p("apps", "replicasets", "list"),
         ],
         Operation::DeletePods => vec![p("", "pods", "delete")],
+        Operation::Logs => vec![p("", "pods/log", "get")],
         Operation::Annotate => annotate_kinds
             .iter()
             .filter_map(|k| annotatable(k))
@@ -115,8 +116,13 @@ pub fn cluster_wide_reads<'a>(
 ) -> BTreeSet<Permission> {
     let mut reads: BTreeSet<Permission> = grants
         .into_iter()
-        .filter(|g| g.read_all_namespaces && g.operations.contains(&Operation::Read))
-        .flat_map(|g| permissions(Operation::Read, &g.annotate_kinds))
+        .filter(|g| g.read_all_namespaces)
+        .flat_map(|g| {
+            g.operations
+                .iter()
+                .filter(|op| op.is_read())
+                .flat_map(|op| permissions(*op, &g.annotate_kinds))
+        })
         .collect();
     // Nodes are cluster-scoped: the host reads them for facts (a node not
     // ready under the workload) only with a cluster-wide read grant.

@@ -254,6 +254,8 @@ fn fresh_pod(
         last_exit_code: None,
         status_reason: None,
         status_message: None,
+        logs: vec![],
+        previous_logs: vec![],
     }
 }
 
@@ -543,6 +545,31 @@ impl ClusterBackend for SimulatedCluster {
 
     async fn renew_certificate(&self, ns: &str, name: &str) -> Result<Certificate, BackendError> {
         self.lock()?.renew_certificate(ns, name)
+    }
+
+    async fn pod_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        _container: Option<&str>,
+        previous: bool,
+        tail: u32,
+    ) -> Result<String, BackendError> {
+        let s = self.lock()?;
+        let p = s
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == pod)
+            .ok_or_else(|| BackendError::NotFound(format!("pod {ns}/{pod}")))?;
+        let lines = if previous { &p.previous_logs } else { &p.logs };
+        if previous && lines.is_empty() && p.restarts == 0 {
+            // What the API server answers for a container that never restarted.
+            return Err(BackendError::Invalid(format!(
+                "previous terminated container in pod {ns}/{pod} not found"
+            )));
+        }
+        let from = lines.len().saturating_sub(tail as usize);
+        Ok(super::grant::clip_log(&lines[from..].join("\n")))
     }
 
     async fn namespace_view(&self, ns: &str) -> Result<ClusterState, BackendError> {

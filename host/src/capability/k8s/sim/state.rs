@@ -247,6 +247,12 @@ pub struct SimPod {
     pub status_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// The current container's log lines (`pod-logs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// The previous, terminated container's log lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_logs: Vec<String>,
 }
 
 fn running() -> String {
