@@ -230,3 +230,117 @@ async fn an_oversized_answer_is_refused_unread() {
     let out = agent.handle(&[alert()]).await.unwrap();
     assert_eq!(out.decision.planner, PlannerKind::Runbook);
 }
+
+/// A completion that calls `function` with `arguments`.
+fn tool_call(function: &str, arguments: serde_json::Value) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "created": 1795760960u64, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call-1", "type": "function", "function": {"name": function, "arguments": arguments.to_string()}}
+        ]}, "finish_reason": "tool_calls", "logprobs": null}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+    })
+    .to_string()
+}
+
+/// A model server answering `turns` in order (the last repeats).
+async fn model_script(turns: Vec<String>) -> TestServer {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    serve_with(move |_| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        turns[i.min(turns.len() - 1)].clone()
+    })
+    .await
+}
+
+fn steps(agent: &Agent, id: &str) -> Vec<serde_json::Value> {
+    agent
+        .store
+        .audit(Some(id))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "investigation-step")
+        .map(|r| r.body)
+        .collect()
+}
+
+const ROLLBACK: &str = r#"{"hypothesis":"release 1.42.0 leaks memory","confidence":"high","actions":[{"plugin":"k8s-remediation","tool":"rollback_deployment","arguments":{"namespace":"payments","name":"payment-api"},"rationale":"OOM kills began right after the rollout"}],"risk_assessment":"low","evidence":["OOMKilling x4"]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_looks_up_past_incidents_through_a_host_tool() {
+    let s = setup(|_, t| t);
+    let first = model_says(ROLLBACK).await;
+    let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", first.port));
+    let past = agent.handle(&[alert()]).await.unwrap();
+    assert_eq!(past.state, IncidentState::Resolved);
+
+    let server = model_script(vec![
+        tool_call(
+            "runwarden__similar_incidents",
+            serde_json::json!({"text": "HighErrorRate payment-api", "limit": 3}),
+        ),
+        completion(ROLLBACK),
+    ])
+    .await;
+    let agent = llm_agent(&s, format!("http://127.0.0.1:{}/v1", server.port));
+    let mut again = alert();
+    again.fingerprint = "second".into();
+    let out = agent.handle(&[again]).await.unwrap();
+    let steps = steps(&agent, &out.incident);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(steps[0]["refused"].is_null(), "{steps:?}");
+    let read = steps[0]["result"].as_str().unwrap();
+    assert!(
+        read.contains(&past.incident) && read.contains("1 similar incident"),
+        "{read}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cost_budget_ends_the_investigation_and_the_runbook_decides() {
+    use runwarden::pipeline::investigate::{Budgets, Price};
+    let server = model_script(vec![tool_call(
+        "prometheus-query__query_prometheus",
+        serde_json::json!({"query": "up"}),
+    )])
+    .await;
+    let s = setup(|_, t| t);
+    let llm = LlmConfig {
+        base_url: format!("http://127.0.0.1:{}/v1", server.port),
+        model: "test-model".into(),
+        api_key: None,
+        timeout: Duration::from_secs(5),
+        max_answer_bytes: 16 * 1024,
+        dialect: Default::default(),
+    };
+    // $1000 per million tokens: each 20-token turn costs $0.02.
+    let budgets = Budgets {
+        price: Some(Price {
+            prompt_per_mtok: 1000.0,
+            completion_per_mtok: 1000.0,
+        }),
+        max_cost_usd: Some(0.05),
+        ..Budgets::default()
+    };
+    let agent = agent_with(
+        &s,
+        s.world.services.clone(),
+        AgentConfig {
+            llm: Some(llm),
+            budgets,
+            ..quick_config()
+        },
+    );
+    let out = agent.handle(&[alert()]).await.unwrap();
+    let end = record(&agent, &out.incident, "investigation-end");
+    assert_eq!(end.body["ended"], "budget", "{end:?}");
+    assert!(
+        end.body["budget"].as_str().unwrap().contains("of $0.0500"),
+        "{end:?}"
+    );
+    assert_eq!(end.body["steps"], 2, "two turns of $0.02 stay under $0.05");
+    assert!((end.body["cost_usd"].as_f64().unwrap() - 0.06).abs() < 1e-9);
+    assert_eq!(out.decision.planner, PlannerKind::Runbook);
+    let report = agent.store.report(&out.incident).unwrap();
+    assert!(report.contains("($0.0600)"), "{report}");
+}

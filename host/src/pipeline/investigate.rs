@@ -382,3 +382,76 @@ fn failed(f: LlmFailure) -> LlmOutcome {
         failure: Some(f),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spent(steps: u32, prompt: u64, completion: u64) -> Spend {
+        Spend {
+            steps,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        }
+    }
+
+    #[test]
+    fn usage_without_a_split_counts_as_prompt_tokens() {
+        let mut s = Spend::default();
+        s.add_usage(&serde_json::json!({"total_tokens": 70}));
+        s.add_usage(&serde_json::json!({"prompt_tokens": 30, "completion_tokens": 5}));
+        s.add_usage(&serde_json::Value::Null);
+        assert_eq!((s.prompt_tokens, s.completion_tokens), (100, 5));
+    }
+
+    #[test]
+    fn cost_prices_prompt_and_completion_apart() {
+        let price = Price {
+            prompt_per_mtok: 3.0,
+            completion_per_mtok: 15.0,
+        };
+        let cost = spent(0, 1_000_000, 100_000).cost_usd(Some(price));
+        assert!(cost.is_some_and(|c| (c - 4.5).abs() < 1e-9));
+        assert_eq!(spent(0, 10, 10).cost_usd(None), None);
+    }
+
+    #[test]
+    fn each_budget_ends_an_investigation_at_its_limit() {
+        let b = Budgets {
+            max_steps: 3,
+            max_tokens: 1_000,
+            max_wall: Duration::from_secs(10),
+            price: Some(Price {
+                prompt_per_mtok: 1_000.0,
+                completion_per_mtok: 1_000.0,
+            }),
+            max_cost_usd: Some(0.5),
+        };
+        let short = Duration::from_secs(1);
+        assert_eq!(spent(2, 100, 100).exhausted(&b, short), None);
+        assert!(
+            spent(3, 0, 0)
+                .exhausted(&b, short)
+                .is_some_and(|w| w.contains("3 of 3 tool calls"))
+        );
+        assert!(
+            spent(0, 900, 100)
+                .exhausted(&b, short)
+                .is_some_and(|w| w.contains("tokens"))
+        );
+        assert!(
+            spent(0, 0, 0)
+                .exhausted(&b, Duration::from_secs(10))
+                .is_some_and(|w| w.contains("wall time"))
+        );
+        let cheap = Budgets {
+            max_tokens: 10_000_000,
+            ..b
+        };
+        assert!(
+            spent(0, 300, 200)
+                .exhausted(&cheap, short)
+                .is_some_and(|w| w.contains("$0.5000 of $0.5000"))
+        );
+    }
+}

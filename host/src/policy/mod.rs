@@ -294,3 +294,16 @@ impl<'de> Deserialize<'de> for Sha256Hex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PluginName;
+
+    #[test]
+    fn the_host_tools_name_is_reserved() {
+        let err = PluginName::try_from("runwarden".to_string());
+        assert!(matches!(err, Err(e) if e.contains("reserved")));
+        assert!(PluginName::try_from("runwarden-extra".to_string()).is_ok());
+        assert!(PluginName::try_from("Bad_Name".to_string()).is_err());
+    }
+}
