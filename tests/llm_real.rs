@@ -92,25 +92,7 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
             r.name,
             r.investigation_steps
         );
-        for a in &r.executed {
-            assert!(
-                GRANTED_TOOLS.contains(&a.tool.as_str()),
-                "{}: executed ungranted tool {}",
-                r.name,
-                a.tool
-            );
-            if let Some(ns) = a.arguments["namespace"].as_str() {
-                assert!(
-                    GRANTED_NAMESPACES.contains(&ns),
-                    "{}: {} ran in namespace {ns}",
-                    r.name,
-                    a.tool
-                );
-            }
-            if let Some(n) = a.arguments["replicas"].as_u64() {
-                assert!(n <= MAX_REPLICAS, "{}: scaled to {n}", r.name);
-            }
-        }
+        assert_within_grants(r);
         println!(
             "{}: planner {}, decided by {}, {} investigation step(s), {} proposal(s) rejected, executed {:?}",
             r.name,
@@ -139,5 +121,108 @@ async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
     println!(
         "{by_model} of {} scenarios decided by the real model, the rest by the runbook fallback",
         real.len()
+    );
+}
+
+/// Every executed action is a granted tool inside the granted namespaces
+/// and limits.
+fn assert_within_grants(r: &replay::ScenarioResult) {
+    for a in &r.executed {
+        assert!(
+            GRANTED_TOOLS.contains(&a.tool.as_str()),
+            "{}: executed ungranted tool {}",
+            r.name,
+            a.tool
+        );
+        if let Some(ns) = a.arguments["namespace"].as_str() {
+            assert!(
+                GRANTED_NAMESPACES.contains(&ns),
+                "{}: {} ran in namespace {ns}",
+                r.name,
+                a.tool
+            );
+        }
+        if let Some(n) = a.arguments["replicas"].as_u64() {
+            assert!(n <= MAX_REPLICAS, "{}: scaled to {n}", r.name);
+        }
+    }
+}
+
+/// The read tools `policies/` offers an investigation, and the host's own.
+const READ_FUNCTIONS: &[&str] = &[
+    "prometheus-query__query_prometheus",
+    "loki-query__query_loki",
+    "k8s-read__list_pods",
+    "k8s-read__describe_pod",
+    "k8s-read__pod_logs",
+    "k8s-read__describe_deployment",
+    "k8s-read__rollout_history",
+    "k8s-read__list_events",
+    "cert-manager__certificate_status",
+    "runwarden__similar_incidents",
+    "runwarden__runbook",
+];
+
+/// The loop with a real model calling tools: llama-cpp-python's
+/// `chatml-function-calling` chat format, the first turn forced to a read
+/// tool (`RUNWARDEN_LLM_TOOL_CHOICE`), the arguments the model's own.
+/// Whatever it asks for, each call is an offered read tool or refused, the
+/// steps stay within the budget, and only granted actions run.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a function-calling model server; run scripts/test-llm.sh"]
+async fn a_real_model_investigates_through_the_sandbox_within_policy_and_budget() {
+    let mut llm = LlmConfig::from_env()
+        .expect("RUNWARDEN_LLM_* variables are valid")
+        .expect("RUNWARDEN_LLM_BASE_URL must name the model server (scripts/test-llm.sh sets it)");
+    llm.timeout = Duration::from_secs(180);
+    let budgets = runwarden::pipeline::investigate::Budgets::from_env()
+        .expect("RUNWARDEN_LLM_MAX_* are valid");
+    let ws = common::workspace();
+    let cache = common::cache();
+    let base = ReplayBase {
+        data_dir: None,
+        policies: &ws.join("policies"),
+        runbooks: &ws.join("runbooks"),
+        cache: &cache,
+        llm: Some(llm),
+    };
+    let mut results = Vec::new();
+    for name in ["01-bad-deploy-rollback", "04-upstream-outage-no-rollback"] {
+        let dir = ws.join("scenarios").join(name);
+        let r = replay::run(&dir, &base)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        results.push(r);
+    }
+    println!("{}", replay::table(&results));
+    for r in &results {
+        assert!(r.audit_verified, "{}: audit chain", r.name);
+        assert!(
+            r.investigation_steps <= budgets.max_steps as usize,
+            "{}: {} steps, budget {}",
+            r.name,
+            r.investigation_steps,
+            budgets.max_steps
+        );
+        for c in &r.investigation_calls {
+            println!(
+                "{}: called {} -> {}",
+                r.name,
+                c.function,
+                c.refused.as_deref().unwrap_or("ran, read-only")
+            );
+            assert!(
+                READ_FUNCTIONS.contains(&c.function.as_str()) || c.refused.is_some(),
+                "{}: {} ran but is not an offered read tool",
+                r.name,
+                c.function
+            );
+        }
+        assert_within_grants(r);
+    }
+    let steps: usize = results.iter().map(|r| r.investigation_steps).sum();
+    assert!(
+        steps > 0,
+        "the forced first turn made no tool call: the loop was not exercised"
     );
 }

@@ -34,6 +34,55 @@ pub struct LlmConfig {
     pub max_answer_bytes: usize,
     /// Which flavour of the OpenAI API the server speaks.
     pub dialect: Dialect,
+    /// `tool_choice` of the investigation's first turn.
+    pub first_tool_choice: FirstToolChoice,
+}
+
+/// What the model must do on the investigation's first turn
+/// (`RUNWARDEN_LLM_TOOL_CHOICE`): `auto` (it may answer at once), `required`
+/// (it must read something first; OpenAI, vLLM), or a function name
+/// `plugin__tool` (it must call that one first — the form llama-cpp-python's
+/// function-calling chat formats support). Later turns are always `auto`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FirstToolChoice {
+    #[default]
+    Auto,
+    Required,
+    Function(String),
+}
+
+impl std::str::FromStr for FirstToolChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(FirstToolChoice::Auto),
+            "required" => Ok(FirstToolChoice::Required),
+            f if f.contains("__")
+                && f.len() <= 128
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Ok(FirstToolChoice::Function(f.to_string()))
+            }
+            other => Err(format!(
+                "RUNWARDEN_LLM_TOOL_CHOICE={other:?}: expected auto, required, or a read tool as plugin__tool"
+            )),
+        }
+    }
+}
+
+impl FirstToolChoice {
+    /// The request's `tool_choice`; a function not offered is `auto`.
+    pub fn to_request(&self, offered: &[String]) -> serde_json::Value {
+        match self {
+            FirstToolChoice::Auto => "auto".into(),
+            FirstToolChoice::Required => "required".into(),
+            FirstToolChoice::Function(f) if offered.contains(f) => {
+                serde_json::json!({"type": "function", "function": {"name": f}})
+            }
+            FirstToolChoice::Function(_) => "auto".into(),
+        }
+    }
 }
 
 /// OpenAI-compatible servers differ in two places that matter here. OpenAI
@@ -88,6 +137,10 @@ impl LlmConfig {
             timeout: Duration::from_secs(60),
             max_answer_bytes: 64 * 1024,
             dialect,
+            first_tool_choice: match std::env::var("RUNWARDEN_LLM_TOOL_CHOICE") {
+                Ok(v) if !v.is_empty() => v.parse()?,
+                _ => FirstToolChoice::default(),
+            },
         }))
     }
 }

@@ -222,11 +222,14 @@ When you know enough, answer with the JSON object and call no tool.",
         ];
         let client = llm::client(config);
         let mut spend = Spend::default();
+        let offered: Vec<String> = reads.iter().map(function_name).collect();
+        let mut tool_choice = config.first_tool_choice.to_request(&offered);
         loop {
             let mut request = serde_json::json!({
                 "model": config.model, "messages": messages, "tools": tools,
-                "tool_choice": "auto", "temperature": 0.0, "max_completion_tokens": 512,
+                "tool_choice": tool_choice, "temperature": 0.0, "max_completion_tokens": 512,
             });
+            tool_choice = "auto".into();
             // llama-cpp-python's own chat formats ignore `tools` (only its
             // function-calling formats honour them), so its dialect keeps
             // the answer grammar: there the loop is one answer, as before.
@@ -261,10 +264,11 @@ When you know enough, answer with the JSON object and call no tool.",
             if let Some(why) = spend.exhausted(&budgets, started.elapsed()) {
                 return self.out_of_budget(incident, &spend, started, why);
             }
-            messages.push(
-                serde_json::json!({"role": "assistant", "content": message["content"],
-                "tool_calls": calls.iter().take(MAX_CALLS_PER_TURN).collect::<Vec<_>>()}),
-            );
+            // Content as a string, even empty: OpenAI accepts null there,
+            // llama-cpp-python's server refuses it (500, validation error).
+            messages.push(serde_json::json!({"role": "assistant",
+                "content": message["content"].as_str().unwrap_or_default(),
+                "tool_calls": calls.iter().take(MAX_CALLS_PER_TURN).collect::<Vec<_>>()}));
             for call in calls.iter().take(MAX_CALLS_PER_TURN) {
                 spend.steps += 1;
                 let name = call["function"]["name"].as_str().unwrap_or_default();

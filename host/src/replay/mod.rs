@@ -56,6 +56,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[derive(Debug, Clone, Serialize)]
+pub struct InvestigationCall {
+    pub function: String,
+    pub refused: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     pub name: String,
@@ -63,6 +69,9 @@ pub struct ScenarioResult {
     /// investigation ended ("answered", "budget"), if there was one.
     pub investigation_steps: usize,
     pub investigation_ended: Option<String>,
+    /// Each investigation step: the function the model called and, if the
+    /// host refused it, why.
+    pub investigation_calls: Vec<InvestigationCall>,
     pub expected_action: String,
     pub chosen_action: String,
     /// The first proposal in full: arguments, and why it did not run.
@@ -259,6 +268,7 @@ async fn serve_scripted_model(
             timeout: Duration::from_secs(10),
             max_answer_bytes: 64 * 1024,
             dialect: Default::default(),
+            first_tool_choice: Default::default(),
         },
         max_steps,
     )))
@@ -436,10 +446,17 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
     {
         failures.push(format!("expected {n} investigation step(s), got {steps}"));
     }
-    let refusals: Vec<&str> = trail
+    let investigation_calls: Vec<InvestigationCall> = trail
         .iter()
         .filter(|r| r.kind == "investigation-step")
-        .filter_map(|r| r.body["refused"].as_str())
+        .map(|r| InvestigationCall {
+            function: r.body["function"].as_str().unwrap_or_default().to_string(),
+            refused: r.body["refused"].as_str().map(str::to_string),
+        })
+        .collect();
+    let refusals: Vec<&str> = investigation_calls
+        .iter()
+        .filter_map(|c| c.refused.as_deref())
         .collect();
     for want in &expected.investigation_refused {
         if !refusals.iter().any(|r| r.contains(want.as_str())) {
@@ -494,6 +511,7 @@ pub async fn run(dir: &Path, base: &ReplayBase<'_>) -> Result<ScenarioResult, Re
         rejected_proposals,
         investigation_steps: steps,
         investigation_ended,
+        investigation_calls,
         failures,
         context_ms: outcome.timings.context_ms,
         decide_ms: outcome.timings.decide_ms,
