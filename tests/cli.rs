@@ -238,7 +238,7 @@ fn bench_runs_every_comparison_and_reports_ratios() {
     assert!(ok, "{out}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 21, "{out}");
+    assert_eq!(rows.len(), 23, "{out}");
     let arm = |name: &str| {
         rows.iter()
             .find(|r| r["arm"].as_str().is_some_and(|a| a.starts_with(name)))
@@ -250,6 +250,11 @@ fn bench_runs_every_comparison_and_reports_ratios() {
             .is_some()
     );
     assert!(arm("native Rust")["median_us"].as_f64().unwrap() > 0.0);
+    assert!(
+        arm("step: validate, call, redact, audit")["ratio"]
+            .as_f64()
+            .is_some()
+    );
     assert!(arm("process RSS")["met"].is_boolean());
     assert_eq!(arm("storm of")["met"], true, "no alert lost: {out}");
     let one = arm("storm of 1000 alerts in one post");

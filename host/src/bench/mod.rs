@@ -6,6 +6,7 @@
 //! reports medians, p99 and the ratio to the baseline arm.
 
 pub mod intake;
+pub mod investigation;
 pub mod pipeline;
 pub mod startup;
 pub mod toolcall;

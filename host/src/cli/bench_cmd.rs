@@ -85,6 +85,17 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(anyhow::Error::msg)?,
     );
+    rows.extend(
+        bench::investigation::step_overhead(
+            &cli.policies,
+            &cli.runbooks,
+            &cache,
+            args.rounds.min(20),
+            args.per_round,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?,
+    );
     if !args.no_intake {
         let agent = std::sync::Arc::new(
             cli.open_agent(runwarden::pipeline::AgentConfig::default())

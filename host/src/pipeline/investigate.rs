@@ -276,20 +276,16 @@ When you know enough, answer with the JSON object and call no tool.",
                     .as_str()
                     .map(str::to_string)
                     .unwrap_or_else(|| call["function"]["arguments"].to_string());
-                let (result, refused) = self.read_tool(incident, reads, name, &arguments).await;
-                let result = crate::text::clip(&crate::redact::redact(&result), MAX_RESULT_CHARS);
-                self.audit(
-                    incident,
-                    "investigation-step",
-                    serde_json::json!({
-                        "step": spend.steps, "function": crate::text::clip(name, 128),
-                        "arguments": crate::redact::redact(&crate::text::clip(&arguments, 2_000)),
-                        "refused": refused, "result": crate::text::clip(&result, 600),
-                        "result_chars": result.chars().count(),
-                        "result_sha256": hex::encode(Sha256::digest(result.as_bytes())),
-                        "tokens": spend.tokens(), "cost_usd": spend.cost_usd(budgets.price),
-                    }),
-                )?;
+                let result = self
+                    .investigation_step(
+                        incident,
+                        reads,
+                        name,
+                        &arguments,
+                        serde_json::json!({"step": spend.steps, "tokens": spend.tokens(),
+                            "cost_usd": spend.cost_usd(budgets.price)}),
+                    )
+                    .await?;
                 messages.push(serde_json::json!({"role": "tool",
                     "tool_call_id": call["id"].as_str().unwrap_or_default(), "content": result}));
                 if let Some(why) = spend.exhausted(&budgets, started.elapsed()) {
@@ -297,6 +293,34 @@ When you know enough, answer with the JSON object and call no tool.",
                 }
             }
         }
+    }
+
+    /// One step: runs the read tool the model asked for and puts it on the
+    /// record (with `spent`: the step number, tokens and cost so far); the
+    /// text the model reads back — redacted and clipped. Public for the
+    /// benchmark of the host's overhead per step.
+    pub async fn investigation_step(
+        &self,
+        incident: &str,
+        reads: &[ToolOffer],
+        function: &str,
+        arguments: &str,
+        spent: serde_json::Value,
+    ) -> Result<String, StoreError> {
+        let (result, refused) = self.read_tool(incident, reads, function, arguments).await;
+        let result = crate::text::clip(&crate::redact::redact(&result), MAX_RESULT_CHARS);
+        let mut record = serde_json::json!({
+            "function": crate::text::clip(function, 128),
+            "arguments": crate::redact::redact(&crate::text::clip(arguments, 2_000)),
+            "refused": refused, "result": crate::text::clip(&result, 600),
+            "result_chars": result.chars().count(),
+            "result_sha256": hex::encode(Sha256::digest(result.as_bytes())),
+        });
+        if let (Some(r), Some(extra)) = (record.as_object_mut(), spent.as_object()) {
+            r.extend(extra.clone());
+        }
+        self.audit(incident, "investigation-step", record)?;
+        Ok(result)
     }
 
     /// Runs one read tool the model asked for: the text it reads back, and
