@@ -12,6 +12,7 @@ use runwarden::bindings::types::Error as PluginError;
 use runwarden::capability::Verdict;
 use runwarden::sandbox::fault::CallError;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 
 fn denied(result: &Result<runwarden::bindings::types::Outcome, CallError>) -> Option<&str> {
     match result {
@@ -387,4 +388,108 @@ async fn a_server_that_never_answers_hits_the_grants_timeout() {
         started.elapsed()
     );
     holder.abort();
+}
+
+/// An origin on loopback that answers with the Authorization header it got,
+/// and remembers each one.
+async fn echo_authorization() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_string();
+            log.lock().unwrap().push(auth.clone());
+            format!("you sent: {auth}")
+        }
+    });
+    let origin = runwarden::server::spawn_on_loopback(app).await.unwrap();
+    (origin, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn injected_credentials_reach_their_origin_and_never_the_plugin() {
+    let w = world();
+    let (a, seen_a) = echo_authorization().await;
+    let (b, seen_b) = echo_authorization().await;
+    let get = |url: &str, auth: Option<&str>| {
+        let mut args = json!({ "url": format!("{url}/zones") });
+        if let Some(auth) = auth {
+            args["authorization"] = json!(auth);
+        }
+        call("http_get_body", args)
+    };
+    let allow = format!("[grants.http]\nallow = [{a:?}, {b:?}]\n");
+
+    // Without the binding, nothing is added.
+    let plugin = hostile(&allow);
+    let called = plugin
+        .execute(&w.services, &get(&a, None), common::grant_only())
+        .await;
+    assert!(called.result.is_ok(), "{:?}", called.result);
+    assert_eq!(seen_a.lock().unwrap().as_slice(), ["none"]);
+
+    // Bound to origin A: the host adds it, over what the plugin wrote.
+    let plugin = hostile(&format!(
+        "{allow}[[grants.http.inject]]\norigin = {a:?}\nsecret = \"slack-webhook\"\nscheme = \"bearer\"\n"
+    ));
+    let called = plugin
+        .execute(
+            &w.services,
+            &get(&a, Some("Bearer forged-by-the-plugin")),
+            common::grant_only(),
+        )
+        .await;
+    let body = called.result.map(|o| o.summary).unwrap();
+    assert_eq!(
+        seen_a.lock().unwrap().last().map(String::as_str),
+        Some(format!("Bearer {SECRET_VALUE}").as_str()),
+        "the origin got the credential, not the plugin's header"
+    );
+    assert!(
+        !body.contains(SECRET_VALUE) && body.contains("credential removed"),
+        "the echo is scrubbed before the plugin reads it: {body}"
+    );
+    let report = serde_json::to_string(&called.report).unwrap();
+    assert!(report.contains("secret `slack-webhook` into"), "{report}");
+    assert!(!report.contains(SECRET_VALUE), "{report}");
+
+    // Another granted origin never gets it.
+    let called = plugin
+        .execute(&w.services, &get(&b, None), common::grant_only())
+        .await;
+    assert!(called.result.is_ok());
+    assert_eq!(seen_b.lock().unwrap().as_slice(), ["none"]);
+
+    // And the plugin cannot read it.
+    let called = plugin
+        .execute(
+            &w.services,
+            &call("secret_get", json!({"name": "slack-webhook"})),
+            common::grant_only(),
+        )
+        .await;
+    let reason = denied(&called.result).expect("typed denial");
+    assert!(reason.contains("bound for injection"), "{reason}");
+}
+
+#[test]
+fn a_secret_both_readable_and_injected_is_refused_at_load() {
+    let f = fixture(
+        "hostile_guests",
+        "remediation-tool",
+        HOSTILE_REQUESTS,
+        "[grants.http]\nallow = [\"https://api.example.com\"]\n[[grants.http.inject]]\norigin = \"https://api.example.com\"\nsecret = \"slack-webhook\"\nscheme = \"bearer\"\n[grants.secrets]\nnames = [\"slack-webhook\"]\n",
+    );
+    let err = runwarden::policy::load_policy(&f.policy_path)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("grants.http.inject[0].secret") && err.contains("readable"),
+        "{err}"
+    );
 }

@@ -184,8 +184,7 @@ async fn only_certificates_expiring_within_the_window_are_renewed() {
 
 // ---------------------------------------------------------------- dns-failover
 
-const DNS_REQUESTS: &str =
-    "[requests.http]\n[requests.secrets]\nnames = [\"cloudflare-api-token\"]\n[requests.log]\n";
+const DNS_REQUESTS: &str = "[requests.http]\n[requests.log]\n";
 const TOKEN: &str = "cf-token-0123456789abcdef";
 const RECORD_ID: &str = "372e67954025e0ba6aaa6d586b9e0b59";
 const ZONE: &str = "5f2c1d0e9b8a7f6e5d4c3b2a19081726";
@@ -282,11 +281,20 @@ impl Dns {
         format!("http://127.0.0.1:{}", self.health.port)
     }
 
-    /// A policy granting `origins` and `secrets`.
-    fn plugin(&self, origins: &[&str], secrets: &str) -> (Fixture, Plugin) {
+    /// A policy granting `origins`, with the API token bound to the
+    /// Cloudflare origin for injection when `token`.
+    fn plugin(&self, origins: &[&str], token: bool) -> (Fixture, Plugin) {
         let allow: Vec<String> = origins.iter().map(|o| format!("{o:?}")).collect();
+        let inject = if token {
+            format!(
+                "[[grants.http.inject]]\norigin = {:?}\nsecret = \"cloudflare-api-token\"\nscheme = \"bearer\"\n",
+                self.cloudflare.origin
+            )
+        } else {
+            String::new()
+        };
         let policy = format!(
-            "[grants.http]\nallow = [{}]\n[grants.secrets]\nnames = {secrets}\n[grants.log]\n\
+            "[grants.http]\nallow = [{}]\n{inject}[grants.log]\n\
              [config]\napi_url = \"{}/client/v4\"\nzone_id = \"{ZONE}\"\n\
              \"target.pay.example.com\" = \"198.51.100.20\"\n\
              \"health.pay.example.com\" = \"{}/healthz\"\n",
@@ -301,7 +309,7 @@ impl Dns {
 
     fn granted(&self) -> (Fixture, Plugin) {
         let (cf, health) = (self.cloudflare.origin.clone(), self.health_origin());
-        self.plugin(&[&cf, &health], "[\"cloudflare-api-token\"]")
+        self.plugin(&[&cf, &health], true)
     }
 }
 
@@ -324,15 +332,21 @@ async fn failover_without_the_token_grant_is_denied_then_switches_the_record() {
     let services = services_with_token();
     let (cf, health) = (dns.cloudflare.origin.clone(), dns.health_origin());
 
-    let (_f, no_secret) = dns.plugin(&[&cf, &health], "[]");
+    // Without the token bound to its origin, Cloudflare refuses the
+    // request (the plugin has no token to send) and nothing changes.
+    let (_f, no_secret) = dns.plugin(&[&cf, &health], false);
     let r = no_secret
         .execute(&services, &failover(), common::grant_only())
         .await
         .result;
     assert!(denied(&r), "{r:?}");
     assert!(
-        dns.cloudflare.methods().is_empty(),
-        "Cloudflare never called"
+        format!("{r:?}").contains("grants.http.inject"),
+        "the refusal says where the token comes from: {r:?}"
+    );
+    assert!(
+        !dns.cloudflare.methods().contains(&"PATCH".to_string()),
+        "no change requested"
     );
     assert_eq!(dns.cloudflare.content(), "203.0.113.10");
 
@@ -409,7 +423,7 @@ async fn an_unhealthy_secondary_stops_the_failover_before_any_dns_call() {
 async fn a_health_check_origin_outside_the_grant_is_denied() {
     let dns = Dns::start(200).await;
     let cf = dns.cloudflare.origin.clone();
-    let (_f, plugin) = dns.plugin(&[&cf], "[\"cloudflare-api-token\"]");
+    let (_f, plugin) = dns.plugin(&[&cf], true);
     let r = plugin
         .execute(&services_with_token(), &failover(), common::grant_only())
         .await

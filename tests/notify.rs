@@ -43,14 +43,25 @@ fn agent_with_secrets(s: &Setup, secrets: &[(&str, String)]) -> Agent {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalation_posts_to_slack_and_pages_through_pagerduty() {
     let slack = serve_status(|_| (200, "ok".into())).await;
-    let pd = serve_status(|_| {
-        (
-            202,
-            r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#.into(),
-        )
-    })
-    .await;
-    let (sp, pp) = (slack.port, pd.port);
+    // PagerDuty's stand-in keeps each event's body: the routing key must be
+    // in it, placed by the host (the plugin never holds it).
+    let events: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let log = events.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or_default());
+            (
+                axum::http::StatusCode::ACCEPTED,
+                r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#,
+            )
+        }
+    });
+    let pd_origin = runwarden::server::spawn_on_loopback(app).await.unwrap();
+    let pp: u16 = pd_origin.rsplit(':').next().unwrap().parse().unwrap();
+    let sp = slack.port;
     let s = setup(move |name, t| match name {
         "slack.toml" => t.replace("https://hooks.slack.com", &format!("http://127.0.0.1:{sp}")),
         "pagerduty.toml" => t.replace(
@@ -85,7 +96,10 @@ async fn an_escalation_posts_to_slack_and_pages_through_pagerduty() {
         slack.paths.lock().unwrap().as_slice(),
         ["/services/T000/B000/XXXX"]
     );
-    assert_eq!(pd.paths.lock().unwrap().as_slice(), ["/v2/enqueue"]);
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["routing_key"], "R0UTINGKEY");
+    assert_eq!(events[0]["event_action"], "trigger");
     let audit = serde_json::to_string(&agent.store.audit(None).unwrap()).unwrap();
     assert!(
         !audit.contains("R0UTINGKEY") && !audit.contains("B000/XXXX"),

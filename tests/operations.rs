@@ -173,7 +173,7 @@ async fn probes_report_liveness_and_each_readiness_check() {
     // for: still ready (webhooks keep flowing), but degraded, and why.
     assert_eq!(v["degraded"], true, "{body}");
     assert!(
-        body.contains("plugin `pagerduty` is granted secret `pagerduty-routing-key`, which has no value (set RUNWARDEN_SECRET_PAGERDUTY_ROUTING_KEY)"),
+        body.contains("plugin `pagerduty` is granted secret `pagerduty-routing-key` (injected into https://events.pagerduty.com:443), which has no value (set RUNWARDEN_SECRET_PAGERDUTY_ROUTING_KEY)"),
         "{body}"
     );
 

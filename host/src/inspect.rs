@@ -510,6 +510,18 @@ pub fn render(r: &Report) -> String {
                 for origin in &h.allow {
                     let _ = writeln!(o, "    origin     {origin}");
                 }
+                for i in &h.inject {
+                    let _ = writeln!(
+                        o,
+                        "    credential secret `{}` placed by the host into requests to {} ({}); the plugin cannot read it",
+                        i.secret,
+                        i.origin,
+                        serde_json::to_value(i.scheme)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    );
+                }
                 if h.allow_private_cidrs.is_empty() {
                     let _ = writeln!(
                         o,

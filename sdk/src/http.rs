@@ -175,6 +175,8 @@ fn from_code(url: &str, code: ErrorCode) -> Error {
             "{url}: the destination resolves to an address the policy forbids"
         )),
         ErrorCode::HttpRequestUriInvalid => Error::InvalidInput(format!("{url}: invalid URI")),
+        // The host's own words (e.g. a credential it should add is missing).
+        ErrorCode::InternalError(Some(why)) => Error::Unavailable(format!("{url}: {why}")),
         other => Error::Unavailable(format!("{url}: {}", words(&format!("{other:?}")))),
     }
 }

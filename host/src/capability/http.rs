@@ -48,6 +48,10 @@ pub struct HttpGrant {
     /// Deadline for the response head.
     #[serde(default = "default_total_ms")]
     pub total_timeout_ms: u64,
+    /// Secrets the host adds to requests to an origin (`credentials.rs`);
+    /// the plugin never receives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inject: Vec<super::credentials::Injection>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -73,6 +77,8 @@ impl HttpGrant {
         if let Some(wanted) = &request.origins {
             narrowed.allow.retain(|o| wanted.contains(o));
         }
+        let allowed = narrowed.allow.clone();
+        narrowed.inject.retain(|i| allowed.contains(&i.origin));
         narrowed
     }
 }
@@ -285,6 +291,8 @@ pub struct HttpCapability {
     pub grant: Arc<HttpGrant>,
     pub mode: CallMode,
     pub recorder: Recorder,
+    /// Where injected credentials come from.
+    pub secrets: Arc<dyn super::secrets::SecretStore>,
 }
 
 type SendResult = Result<
@@ -306,7 +314,10 @@ impl WasiHttpHooks for HttpCapability {
         let grant = self.grant.clone();
         let recorder = self.recorder.clone();
         let mode = self.mode.clone();
-        Box::new(async move { send_checked(grant, recorder, mode, request, options).await })
+        let secrets = self.secrets.clone();
+        Box::new(
+            async move { send_checked(grant, recorder, mode, secrets, request, options).await },
+        )
     }
 }
 
@@ -314,6 +325,7 @@ async fn send_checked(
     grant: Arc<HttpGrant>,
     recorder: Recorder,
     mode: CallMode,
+    secrets: Arc<dyn super::secrets::SecretStore>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> SendResult {
@@ -352,6 +364,47 @@ async fn send_checked(
             );
             return Err(HttpError::HttpRequestDenied);
         }
+    }
+
+    // Credentials bound to this origin, placed by the host over whatever the
+    // plugin wrote there; their values are scrubbed from the response.
+    let mut injected: Vec<String> = Vec::new();
+    for inj in grant
+        .inject
+        .iter()
+        .filter(|i| i.applies_to(https, &host, port))
+    {
+        let failed = |reason: String| {
+            recorder.record(
+                Capability::Http,
+                "request",
+                &target,
+                Verdict::Failed(reason.clone()),
+            );
+            Err(HttpError::InternalError(Some(reason)))
+        };
+        let Some(value) = secrets.get(&inj.secret) else {
+            return failed(format!(
+                "secret `{}` is bound for injection into {} but has no value in the host's store",
+                inj.secret, inj.origin
+            ));
+        };
+        // A secret that would send the request elsewhere is refused.
+        let (placement, echoes) = match inj.placement(&value) {
+            Ok(p) => p,
+            Err(why) => return deny(why, HttpError::HttpRequestDenied),
+        };
+        request = match super::credentials::place(request, placement).await {
+            Ok(r) => r,
+            Err(why) => return failed(format!("secret `{}`: {why}", inj.secret)),
+        };
+        recorder.record(
+            Capability::Http,
+            "inject",
+            &format!("secret `{}` into {}", inj.secret, inj.origin),
+            Verdict::Allowed,
+        );
+        injected.extend(echoes);
     }
 
     let connect_timeout = Duration::from_millis(grant.connect_timeout_ms).min(
@@ -418,7 +471,7 @@ async fn send_checked(
     let total = Duration::from_millis(grant.total_timeout_ms);
     let result = tokio::time::timeout(total, async {
         let stream = connect_any(&allowed, connect_timeout).await?;
-        *request.uri_mut() = path_only(&uri);
+        *request.uri_mut() = path_only(&request.uri().clone());
         if https {
             let tls = tls_connect(&bare_host, stream).await?;
             handshake_and_send(TokioIo::new(tls), request).await
@@ -428,6 +481,12 @@ async fn send_checked(
     })
     .await
     .unwrap_or(Err(HttpError::ConnectionTimeout));
+    let result = match result {
+        Ok((response, done)) if !injected.is_empty() => scrubbed(response, &injected, total)
+            .await
+            .map(|r| (r, done)),
+        other => other,
+    };
     match &result {
         Ok((resp, _)) => recorder.record(
             Capability::Http,
@@ -447,6 +506,32 @@ async fn send_checked(
         ),
     }
     result
+}
+
+/// Largest response the host reads whole to scrub injected credentials.
+const MAX_SCRUBBED_BYTES: usize = 16 << 20;
+
+/// The response with every injected credential removed from its body
+/// (read whole, within the grant's total timeout and a size cap).
+async fn scrubbed(
+    response: http::Response<WasiBody>,
+    credentials: &[String],
+    within: Duration,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let (mut parts, body) = response.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_SCRUBBED_BYTES);
+    let bytes = match tokio::time::timeout(within, limited.collect()).await {
+        Err(_) => return Err(HttpError::ConnectionReadTimeout),
+        Ok(Err(e)) => {
+            return Err(HttpError::InternalError(Some(format!(
+                "response not read for credential scrubbing: {e}"
+            ))));
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let clean = super::credentials::scrub(&bytes, credentials);
+    let body = super::credentials::whole_body(&mut parts.headers, clean);
+    Ok(http::Response::from_parts(parts, body))
 }
 
 fn path_only(uri: &http::Uri) -> http::Uri {
@@ -528,6 +613,7 @@ mod tests {
             allow_private_cidrs: cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
             connect_timeout_ms: 1_000,
             total_timeout_ms: 1_000,
+            inject: vec![],
         }
     }
 

@@ -16,6 +16,7 @@
 //! [`check_imports`]), so a plugin never holds a half-working import.
 
 pub mod config;
+pub mod credentials;
 pub mod http;
 pub mod k8s;
 pub mod log;

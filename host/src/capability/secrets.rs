@@ -39,8 +39,19 @@ impl SecretsGrant {
     }
 }
 
-/// The policy check: is `name` granted?
-pub fn check_get(grant: &SecretsGrant, name: &str) -> Result<(), Denied> {
+/// The policy check: is `name` granted? A secret bound for injection
+/// (`injected`: name, origin) never is: the host adds it to requests and
+/// no plugin reads it.
+pub fn check_get(
+    grant: &SecretsGrant,
+    injected: &[(String, String)],
+    name: &str,
+) -> Result<(), Denied> {
+    if let Some((_, origin)) = injected.iter().find(|(n, _)| n == name) {
+        return Err(Denied(format!(
+            "secret `{name}` is bound for injection into requests to {origin}: the host adds it there, and no plugin reads it"
+        )));
+    }
     if grant.names.iter().any(|n| n == name) {
         Ok(())
     } else {
@@ -97,13 +108,15 @@ impl SecretStore for StaticSecretStore {
 /// Per-call state of the secrets capability.
 pub struct SecretsCapability {
     pub grant: SecretsGrant,
+    /// Secrets bound for injection (name, origin): refused to the plugin.
+    pub injected: Vec<(String, String)>,
     pub store: Arc<dyn SecretStore>,
     pub recorder: Recorder,
 }
 
 impl Host for SecretsCapability {
     async fn get(&mut self, name: String) -> Result<String, Error> {
-        if let Err(denied) = check_get(&self.grant, &name) {
+        if let Err(denied) = check_get(&self.grant, &self.injected, &name) {
             self.recorder.record(
                 Capability::Secrets,
                 "get",
@@ -142,6 +155,7 @@ mod tests {
         values.insert("slack-webhook".to_string(), "xoxb-SECRET".to_string());
         values.insert("cloudflare-token".to_string(), "cf-SECRET".to_string());
         SecretsCapability {
+            injected: vec![],
             grant: SecretsGrant {
                 names: granted.iter().map(|s| s.to_string()).collect(),
             },

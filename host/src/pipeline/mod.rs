@@ -129,19 +129,22 @@ pub fn missing_secrets(
     registry
         .plugins()
         .flat_map(|p| {
-            let names = p
-                .policy
-                .effective
+            let effective = &p.policy.effective;
+            // Read by the plugin, or placed by the host into its requests.
+            let read = effective
                 .secrets
-                .as_ref()
-                .map(|g| g.names.clone())
-                .unwrap_or_default();
-            names
-                .into_iter()
-                .filter(|n| secrets.get(n).is_none())
-                .map(|n| {
+                .iter()
+                .flat_map(|g| g.names.iter().map(|n| (n.clone(), String::new())));
+            let injected = effective.http.iter().flat_map(|h| {
+                h.inject
+                    .iter()
+                    .map(|i| (i.secret.clone(), format!(" (injected into {})", i.origin)))
+            });
+            read.chain(injected)
+                .filter(|(n, _)| secrets.get(n).is_none())
+                .map(|(n, how)| {
                     format!(
-                        "plugin `{}` is granted secret `{n}`, which has no value (set RUNWARDEN_SECRET_{})",
+                        "plugin `{}` is granted secret `{n}`{how}, which has no value (set RUNWARDEN_SECRET_{})",
                         p.name(),
                         n.to_ascii_uppercase().replace(['-', '.'], "_")
                     )

@@ -96,6 +96,15 @@ pub fn parse_manifest(path: &Path) -> Result<Manifest, PolicyError> {
 /// reads the component and checks its digest.
 pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyError> {
     let file = parse_policy(path)?;
+    if let Some(http) = &file.grants.http {
+        crate::capability::credentials::check(http, file.grants.secrets.as_ref()).map_err(
+            |(field, reason)| PolicyError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            },
+        )?;
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let manifest_path = base.join(&file.plugin.manifest);
     let manifest = parse_manifest(&manifest_path)?;
@@ -258,6 +267,7 @@ impl LoadedPolicy {
                 allow_private_cidrs: vec![],
                 connect_timeout_ms: 1,
                 total_timeout_ms: 1,
+                inject: vec![],
             }),
             secrets: Some(secrets::SecretsGrant::default()),
             log: Some(log::LogGrant::default()),

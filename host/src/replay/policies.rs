@@ -155,6 +155,14 @@ fn redirect_to_recordings(doc: &mut toml::Table, origin: &str) {
             "allow".into(),
             toml::Value::Array(vec![toml::Value::String(origin.to_string())]),
         );
+        // Credentials bound to a granted origin follow it to the recordings.
+        if let Some(toml::Value::Array(inject)) = http.get_mut("inject") {
+            for binding in inject.iter_mut() {
+                if let toml::Value::Table(b) = binding {
+                    b.insert("origin".into(), toml::Value::String(origin.to_string()));
+                }
+            }
+        }
     }
     if let Some(toml::Value::Table(config)) = doc.get_mut("config") {
         for (_, value) in config.iter_mut() {

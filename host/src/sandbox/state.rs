@@ -71,6 +71,7 @@ impl PluginState {
                 grant: Arc::new(grants.http.clone().unwrap_or_else(empty_http)),
                 mode: mode.clone(),
                 recorder: recorder.clone(),
+                secrets: services.secrets.clone(),
             },
             k8s: K8sCapability {
                 grant: grants.k8s.clone().unwrap_or_else(empty_k8s),
@@ -80,6 +81,12 @@ impl PluginState {
             },
             secrets: SecretsCapability {
                 grant: grants.secrets.clone().unwrap_or_default(),
+                injected: grants
+                    .http
+                    .iter()
+                    .flat_map(|h| h.inject.iter())
+                    .map(|i| (i.secret.clone(), i.origin.to_string()))
+                    .collect(),
                 store: services.secrets.clone(),
                 recorder: recorder.clone(),
             },
@@ -99,6 +106,7 @@ fn empty_http() -> HttpGrant {
         allow_private_cidrs: vec![],
         connect_timeout_ms: 1,
         total_timeout_ms: 1,
+        inject: vec![],
     }
 }
 

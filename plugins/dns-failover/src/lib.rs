@@ -16,7 +16,7 @@ use runwarden_sdk::http::{self, encode_query_value};
 use runwarden_sdk::serde_json::{Value, json};
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, config, effects, log_info, secrets, tool_spec,
+    ToolSpec, config, effects, log_info, tool_spec,
 };
 
 struct DnsFailover;
@@ -176,10 +176,13 @@ impl DnsRecord {
 }
 
 /// The few Cloudflare v4 calls we need.
+///
+/// The API token is not the plugin's: the operator's policy binds it to the
+/// Cloudflare origin (`[[grants.http.inject]]`) and the host adds it to each
+/// request, so this code never holds it.
 struct Cloudflare {
     zone: String,
     zone_url: String,
-    token: String,
 }
 
 impl Cloudflare {
@@ -195,20 +198,15 @@ impl Cloudflare {
         Ok(Cloudflare {
             zone_url: format!("{}/zones/{zone}", api.trim_end_matches('/')),
             zone,
-            token: secrets::get(TOKEN)?,
         })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let auth = format!("Bearer {}", self.token);
         let body = body.map(Value::to_string);
         let resp = http::request(
             method,
             &format!("{}{path}", self.zone_url),
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
+            &[("content-type", "application/json")],
             body.as_deref().map(str::as_bytes),
             http::DEFAULT_MAX_BODY,
         )?;
@@ -233,6 +231,10 @@ impl Cloudflare {
             );
             return Err(if resp.status >= 500 || resp.status == 429 {
                 Error::Unavailable(why)
+            } else if resp.status == 401 || resp.status == 403 {
+                Error::Denied(format!(
+                    "{why} (the host adds the API token the policy binds to this origin: `[[grants.http.inject]]` with secret `{TOKEN}`)"
+                ))
             } else {
                 Error::Failed(why)
             });

@@ -1,13 +1,16 @@
 //! PagerDuty Events API v2: trigger and resolve incidents with a dedup key.
 //!
-//! The routing key is a secret (`pagerduty-routing-key`); the events URL is
-//! the policy's `config.events_url` (default `https://events.pagerduty.com`).
+//! The routing key is a secret (`pagerduty-routing-key`) this plugin never
+//! holds: the operator's policy binds it to the events origin
+//! (`[[grants.http.inject]]`, scheme `json-field`, field `routing_key`) and
+//! the host sets it in each event's body. The events URL is the policy's
+//! `config.events_url` (default `https://events.pagerduty.com`).
 //! PagerDuty accepts an event with HTTP 202 and `{"status": "success"}`.
 
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, config, effects, http, secrets, tool_spec,
+    ToolSpec, config, effects, http, tool_spec,
 };
 
 struct PagerDuty;
@@ -61,9 +64,8 @@ impl ToolGuest for PagerDuty {
 
     fn execute(call: ToolCall) -> Result<Outcome> {
         let (action, key, payload) = event(&call)?;
-        let routing_key = secrets::get("pagerduty-routing-key")?;
-        let mut body =
-            json!({"routing_key": routing_key, "event_action": action, "dedup_key": key});
+        // `routing_key` is the host's to set (injected into the body).
+        let mut body = json!({"event_action": action, "dedup_key": key});
         if let Some(p) = payload {
             body["payload"] = p;
         }

@@ -1,19 +1,27 @@
 //! Slack notifications through an incoming webhook.
 //!
-//! The webhook URL is a secret (`slack-webhook-url`): the plugin reads it
-//! through the secrets capability, and the host only lets the request reach
-//! the origins the policy grants. Slack answers a successful post with the
-//! body `ok`.
+//! The webhook URL is a secret (`slack-webhook-url`) this plugin never
+//! holds: the operator's policy binds it to Slack's origin
+//! (`[[grants.http.inject]]`, scheme `url`), the plugin posts to that origin
+//! (`config.url`), and the host sends the post to the webhook's path. Slack
+//! answers a successful post with the body `ok`.
 
 use runwarden_sdk::serde_json::json;
 use runwarden_sdk::{
     ActionPlan, Change, Effect, Error, Outcome, Params, Result, Risk, ToolCall, ToolGuest,
-    ToolSpec, effects, http, secrets, tool_spec,
+    ToolSpec, config, effects, http, tool_spec,
 };
 
 struct Slack;
 
-const SECRET: &str = "slack-webhook-url";
+/// Slack's webhook origin, when the policy's `config.url` does not say.
+const DEFAULT_ORIGIN: &str = "https://hooks.slack.com";
+
+fn origin() -> Result<String> {
+    let url = config::get("url").unwrap_or_else(|| DEFAULT_ORIGIN.to_string());
+    effects::origin_of(&url)
+        .ok_or_else(|| Error::InvalidInput(format!("config url {url:?} is not a URL")))
+}
 
 impl ToolGuest for Slack {
     fn describe() -> Vec<ToolSpec> {
@@ -43,10 +51,10 @@ impl ToolGuest for Slack {
 
     fn execute(call: ToolCall) -> Result<Outcome> {
         let text = Params::of(&call)?.str("text")?.to_string();
-        let url = secrets::get(SECRET)?;
         let body = json!({"text": text}).to_string();
+        // The host replaces this path with the webhook's own.
         let resp = http::post(
-            &url,
+            &format!("{}/", origin()?),
             &[("content-type", "application/json")],
             body.as_bytes(),
         )?;
@@ -68,10 +76,7 @@ impl ToolGuest for Slack {
 /// One POST to the webhook. The webhook URL's path is itself a secret,
 /// so the plan names the origin and any path on it (`*`), never the path.
 fn change(text: &str) -> Result<Change> {
-    let url = secrets::get(SECRET)?;
-    let origin = effects::origin_of(&url)
-        .ok_or_else(|| Error::InvalidInput(format!("secret `{SECRET}` is not a URL")))?;
-    let mut change = effects::http_request("POST", &origin, "*");
+    let mut change = effects::http_request("POST", &origin()?, "*");
     change.description = format!(
         "post to Slack: {}",
         text.chars().take(200).collect::<String>()

@@ -26,6 +26,7 @@ impl ToolGuest for Hostile {
             "trap",
             "huge_output",
             "http_get",
+            "http_get_body",
             "k8s_scale",
             "k8s_delete_pods",
             "secret_get",
@@ -108,6 +109,18 @@ impl ToolGuest for Hostile {
             "http_get" => {
                 let resp = http::get(p.str("url")?, &[])?;
                 format!("status {} ({} bytes)", resp.status, resp.body.len())
+            }
+            // Sends what it likes (its own Authorization header, say) and
+            // returns the body it got back: what a plugin can learn.
+            "http_get_body" => {
+                let auth = p.opt_str("authorization")?.unwrap_or_default().to_string();
+                let headers: Vec<(&str, &str)> = if auth.is_empty() {
+                    vec![]
+                } else {
+                    vec![("authorization", auth.as_str())]
+                };
+                let resp = http::get(p.str("url")?, &headers)?;
+                String::from_utf8_lossy(&resp.body).into_owned()
             }
             "k8s_scale" => {
                 let d =
