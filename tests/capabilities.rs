@@ -493,3 +493,52 @@ fn a_secret_both_readable_and_injected_is_refused_at_load() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aws_key_signs_requests_to_its_origin_and_the_plugin_never_sees_it() {
+    let cluster = Arc::new(runwarden::capability::k8s::sim::SimulatedCluster::demo());
+    let secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let services = runwarden::sandbox::state::HostServices {
+        cluster,
+        secrets: Arc::new(runwarden::capability::secrets::StaticSecretStore(
+            [(
+                "aws-route53".to_string(),
+                format!("AKIDEXAMPLE:{secret_key}"),
+            )]
+            .into(),
+        )),
+    };
+    let (a, seen) = echo_authorization().await;
+    let plugin = hostile(&format!(
+        "[grants.http]\nallow = [{a:?}]\n[[grants.http.inject]]\norigin = {a:?}\nsecret = \"aws-route53\"\nscheme = \"aws-sigv4\"\nservice = \"route53\"\nregion = \"us-east-1\"\n"
+    ));
+    let called = plugin
+        .execute(
+            &services,
+            &call(
+                "http_get_body",
+                json!({"url": format!("{a}/2013-04-01/hostedzone/Z1/rrset"),
+                       "authorization": "AWS4-HMAC-SHA256 forged"}),
+            ),
+            common::grant_only(),
+        )
+        .await;
+    let body = called.result.map(|o| o.summary).unwrap();
+    let sent = seen.lock().unwrap().last().cloned().unwrap_or_default();
+    assert!(
+        sent.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && sent.contains("/us-east-1/route53/aws4_request")
+            && sent.contains("Signature="),
+        "the host signed the request: {sent}"
+    );
+    assert!(!sent.contains(secret_key) && !sent.contains("forged"));
+    assert!(!body.contains(secret_key), "{body}");
+    let called = plugin
+        .execute(
+            &services,
+            &call("secret_get", json!({"name": "aws-route53"})),
+            common::grant_only(),
+        )
+        .await;
+    assert!(denied(&called.result).is_some_and(|r| r.contains("bound for injection")));
+}

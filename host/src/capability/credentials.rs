@@ -31,6 +31,10 @@ pub enum Scheme {
     /// The secret is set as the top-level string `<field>` of the request's
     /// JSON object body (PagerDuty's `routing_key`).
     JsonField,
+    /// The secret is `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`; the
+    /// host signs each request with AWS Signature Version 4 for `service`
+    /// and `region` (Route 53: `route53`, `us-east-1`).
+    AwsSigv4,
 }
 
 /// Where an injected credential goes in one request.
@@ -39,6 +43,27 @@ pub enum Placement {
     Header { name: String, value: String },
     PathAndQuery(String),
     JsonField { field: String, value: String },
+    AwsSigv4(AwsSigning),
+}
+
+/// What signing one request with SigV4 needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsSigning {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub service: String,
+    pub region: String,
+    pub time: std::time::SystemTime,
+}
+
+impl std::fmt::Debug for AwsSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSigning")
+            .field("service", &self.service)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[[grants.http.inject]]`: one secret, one origin, one scheme.
@@ -58,6 +83,12 @@ pub struct Injection {
     /// For `json-field`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `aws-sigv4`: the signing name, e.g. "route53".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// For `aws-sigv4`, e.g. "us-east-1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl Injection {
@@ -114,6 +145,32 @@ impl Injection {
                 },
                 vec![secret.to_string()],
             )),
+            Scheme::AwsSigv4 => {
+                let parts: Vec<&str> = secret.trim().splitn(3, ':').collect();
+                let (Some(key), Some(secret_key)) = (parts.first(), parts.get(1)) else {
+                    return Err(format!(
+                        "secret `{}` must be ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]",
+                        self.secret
+                    ));
+                };
+                if key.is_empty() || secret_key.is_empty() {
+                    return Err(format!(
+                        "secret `{}` must be ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]",
+                        self.secret
+                    ));
+                }
+                let signing = AwsSigning {
+                    access_key_id: (*key).to_string(),
+                    secret_access_key: (*secret_key).to_string(),
+                    session_token: parts.get(2).map(|t| (*t).to_string()),
+                    service: self.service.clone().unwrap_or_default(),
+                    region: self.region.clone().unwrap_or_default(),
+                    time: std::time::SystemTime::now(),
+                };
+                let mut echoes = vec![secret.to_string(), signing.secret_access_key.clone()];
+                echoes.extend(signing.session_token.clone());
+                Ok((Placement::AwsSigv4(signing), echoes))
+            }
         }
     }
 
@@ -161,6 +218,28 @@ pub fn check(http: &HttpGrant, secrets: Option<&SecretsGrant>) -> Result<(), (St
                     return Err((
                         field("header"),
                         "`header` needs a header name (letters, digits, dashes)".into(),
+                    ));
+                }
+            }
+            Scheme::AwsSigv4 => {
+                let word = |v: &Option<String>| {
+                    v.as_deref().is_some_and(|w| {
+                        !w.is_empty()
+                            && w.len() <= 64
+                            && w.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    })
+                };
+                if !word(&inj.service) {
+                    return Err((
+                        field("service"),
+                        "`aws-sigv4` needs the service's signing name, e.g. \"route53\"".into(),
+                    ));
+                }
+                if !word(&inj.region) {
+                    return Err((
+                        field("region"),
+                        "`aws-sigv4` needs a region, e.g. \"us-east-1\"".into(),
                     ));
                 }
             }
@@ -239,7 +318,80 @@ pub async fn place(
             let body = whole_body(&mut parts.headers, bytes);
             Ok(http::Request::from_parts(parts, body))
         }
+        Placement::AwsSigv4(signing) => {
+            let (mut parts, body) = request.into_parts();
+            let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("request body not read: {e}"))?
+                .to_bytes()
+                .to_vec();
+            // The signature is the host's: nothing the plugin wrote in its
+            // place survives.
+            for h in [
+                "authorization",
+                "x-amz-date",
+                "x-amz-security-token",
+                "x-amz-content-sha256",
+            ] {
+                parts.headers.remove(h);
+            }
+            let body = whole_body(&mut parts.headers, bytes.clone());
+            let mut request = http::Request::from_parts(parts, body);
+            sign_v4(&mut request, &bytes, &signing)?;
+            Ok(request)
+        }
     }
+}
+
+/// Signs `request` (whose body is `body`) with AWS SigV4, in place.
+pub fn sign_v4<B>(
+    request: &mut http::Request<B>,
+    body: &[u8],
+    signing: &AwsSigning,
+) -> Result<(), String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(
+            signing.access_key_id.clone(),
+            signing.secret_access_key.clone(),
+            signing.session_token.clone(),
+            None,
+            "runwarden-policy",
+        )
+        .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&signing.region)
+        .name(&signing.service)
+        .time(signing.time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("SigV4 parameters: {e}"))?
+        .into();
+    let uri = request.uri().to_string();
+    let method = request.method().as_str().to_string();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    let signable = SignableRequest::new(
+        &method,
+        uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("SigV4: {e}"))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| format!("SigV4: {e}"))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    Ok(())
 }
 
 /// A body of `bytes`, read whole, with the `content-length` to match.
@@ -304,6 +456,8 @@ mod tests {
             username: None,
             header: None,
             field: None,
+            service: None,
+            region: None,
         }
     }
 
@@ -394,6 +548,58 @@ mod tests {
         assert!(b.applies_to(true, "api.cloudflare.com", 443));
         assert!(!b.applies_to(true, "other.example", 443));
         assert!(!b.applies_to(false, "api.cloudflare.com", 443));
+    }
+
+    /// AWS's own test vector (aws-signing-test-suite `v4/get-vanilla`).
+    #[test]
+    fn sigv4_signs_as_the_aws_test_suite_says() {
+        let inj = Injection {
+            scheme: Scheme::AwsSigv4,
+            service: Some("service".into()),
+            region: Some("us-east-1".into()),
+            ..bearer("https://example.amazonaws.com", "aws")
+        };
+        assert!(
+            check(
+                &HttpGrant {
+                    allow: vec![origin("https://example.amazonaws.com")],
+                    ..grant(vec![])
+                },
+                None
+            )
+            .is_ok()
+        );
+        let Ok((Placement::AwsSigv4(mut signing), echoes)) =
+            inj.placement("AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        else {
+            panic!("sigv4 placement")
+        };
+        assert!(echoes.contains(&"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_string()));
+        signing.time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri("https://example.amazonaws.com/")
+            .header("host", "example.amazonaws.com")
+            .body(())
+            .unwrap_or_default();
+        assert_eq!(sign_v4(&mut request, b"", &signing), Ok(()));
+        let auth = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            auth,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+        assert!(inj.placement("no-colon").is_err());
+        let mut missing = inj.clone();
+        missing.region = None;
+        let g = HttpGrant {
+            allow: vec![origin("https://example.amazonaws.com")],
+            ..grant(vec![missing])
+        };
+        assert!(matches!(check(&g, None), Err((f, _)) if f.ends_with(".region")));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! holds `target.<record>` (the address or host name the record should point
 //! at) and `health.<record>` (a URL that must answer 2xx first). So neither a
 //! model nor a prompt can point a record anywhere the operator did not write
-//! down. The API token is the secret `cloudflare-api-token`; the host only
-//! lets requests reach the origins the policy grants.
+//! down. The API token (`cloudflare-api-token`) is the host's: the policy
+//! binds it to Cloudflare's origin and the host adds it to each request, so
+//! this plugin never holds it; the host also lets requests reach only the
+//! origins the policy grants.
 //!
 //! Execution: health-check the secondary (refuse if unhealthy, changing
 //! nothing) → find the one record of that name → PATCH its content → confirm
