@@ -16,6 +16,16 @@ use runwarden::analysis::llm::LlmConfig;
 use runwarden::replay::{self, ReplayBase};
 use std::time::Duration;
 
+/// The model server `scripts/test-llm.sh` started, with a timeout a small
+/// model on 2 cores meets.
+fn model_from_env() -> LlmConfig {
+    let mut llm = LlmConfig::from_env()
+        .expect("RUNWARDEN_LLM_* variables are valid")
+        .expect("RUNWARDEN_LLM_BASE_URL must name the model server (scripts/test-llm.sh sets it)");
+    llm.timeout = Duration::from_secs(180);
+    llm
+}
+
 /// Tools granted to the agent by `policies/`, and the k8s grant's limits.
 const GRANTED_TOOLS: &[&str] = &[
     "scale_deployment",
@@ -34,16 +44,14 @@ const MAX_REPLICAS: u64 = 10;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a model server; run scripts/test-llm.sh"]
 async fn a_real_model_over_the_shipped_scenarios_stays_within_policy() {
-    let mut llm = LlmConfig::from_env()
-        .expect("RUNWARDEN_LLM_* variables are valid")
-        .expect("RUNWARDEN_LLM_BASE_URL must name the model server (scripts/test-llm.sh sets it)");
-    llm.timeout = Duration::from_secs(180);
+    let llm = model_from_env();
     let ws = common::workspace();
     let cache = common::cache();
+    let (policies, runbooks) = (ws.join("policies"), ws.join("runbooks"));
     let base = ReplayBase {
         data_dir: None,
-        policies: &ws.join("policies"),
-        runbooks: &ws.join("runbooks"),
+        policies: &policies,
+        runbooks: &runbooks,
         cache: &cache,
         llm: Some(llm),
     };
@@ -171,18 +179,16 @@ const READ_FUNCTIONS: &[&str] = &[
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a function-calling model server; run scripts/test-llm.sh"]
 async fn a_real_model_investigates_through_the_sandbox_within_policy_and_budget() {
-    let mut llm = LlmConfig::from_env()
-        .expect("RUNWARDEN_LLM_* variables are valid")
-        .expect("RUNWARDEN_LLM_BASE_URL must name the model server (scripts/test-llm.sh sets it)");
-    llm.timeout = Duration::from_secs(180);
+    let llm = model_from_env();
     let budgets = runwarden::pipeline::investigate::Budgets::from_env()
         .expect("RUNWARDEN_LLM_MAX_* are valid");
     let ws = common::workspace();
     let cache = common::cache();
+    let (policies, runbooks) = (ws.join("policies"), ws.join("runbooks"));
     let base = ReplayBase {
         data_dir: None,
-        policies: &ws.join("policies"),
-        runbooks: &ws.join("runbooks"),
+        policies: &policies,
+        runbooks: &runbooks,
         cache: &cache,
         llm: Some(llm),
     };

@@ -15,6 +15,7 @@
 //! imports an interface outside that intersection refuses to load (see
 //! [`check_imports`]), so a plugin never holds a half-working import.
 
+pub mod address;
 pub mod config;
 pub mod credentials;
 pub mod http;
